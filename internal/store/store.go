@@ -1,0 +1,324 @@
+// Package store keeps FHIR resource versions in MongoDB through the official
+// driver. It knows records, versions and the change log; FHIR rules (what a
+// version is, when an update is a no-op) live in package resource.
+//
+// Layout (see docs/architecture.md):
+//   - history: one document per version, _id "Type/id/_history/N". Inserting it
+//     is the commit: its unique _id makes exactly one writer win each version.
+//     Its seq field orders all writes: history is also the change log.
+//   - resources: the current version of each resource, _id "Type/id", a
+//     projection of history that is rolled forward with a version condition.
+//   - counters: the change-log sequence.
+//   - guards: one document per conditional-create criteria in flight.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+
+	"github.com/kapfhir/kapfhir/internal/fault"
+)
+
+// ErrVersionTaken means another writer committed the version first.
+var ErrVersionTaken = errors.New("version already committed")
+
+// Record is one version of a resource.
+type Record struct {
+	Type        string    `bson:"type"`
+	ID          string    `bson:"rid"`
+	VersionID   int64     `bson:"vid"`
+	LastUpdated time.Time `bson:"ts"`
+	Seq         int64     `bson:"seq"`
+	Deleted     bool      `bson:"deleted,omitempty"`
+	Method      string    `bson:"method"` // POST, PUT or DELETE: the interaction that made it
+	Raw         string    `bson:"raw,omitempty"`
+	// Identifier index keys: "system|value" ("|value" without a system) and,
+	// for system-less search, the bare values in IdentifierValues.
+	Identifiers      []string `bson:"ident,omitempty"`
+	IdentifierValues []string `bson:"identv,omitempty"`
+}
+
+// Key is the resources collection _id of a resource.
+func Key(typ, id string) string { return typ + "/" + id }
+
+func versionKey(typ, id string, vid int64) string {
+	return typ + "/" + id + "/_history/" + strconv.FormatInt(vid, 10)
+}
+
+// Options configure Open.
+type Options struct {
+	URI      string
+	Database string
+	// Embedded selects a single connection: FerretDB applies updates by
+	// read-modify-write, so it is only atomic when commands are serialised.
+	Embedded bool
+	Monitor  *event.CommandMonitor
+	Timeout  time.Duration // per store command; default 10s
+}
+
+// Store is the MongoDB adapter.
+type Store struct {
+	client    *mongo.Client
+	db        *mongo.Database
+	resources *mongo.Collection
+	history   *mongo.Collection
+	counters  *mongo.Collection
+	guards    *mongo.Collection
+	timeout   time.Duration
+}
+
+// Open connects, checks the server answers and creates the indexes.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Second
+	}
+	co := options.Client().ApplyURI(o.URI).SetServerSelectionTimeout(o.Timeout)
+	if o.Monitor != nil {
+		co.SetMonitor(o.Monitor)
+	}
+	if o.Embedded {
+		co.SetMaxPoolSize(1)
+	} else {
+		// An acknowledged write must survive a primary failover and a crash.
+		co.SetWriteConcern(&writeconcern.WriteConcern{W: "majority", Journal: ptr(true)})
+	}
+	client, err := mongo.Connect(co)
+	if err != nil {
+		return nil, fmt.Errorf("connect to MongoDB: %w", err)
+	}
+	db := client.Database(o.Database)
+	s := &Store{
+		client:    client,
+		db:        db,
+		resources: db.Collection("resources"),
+		history:   db.Collection("history"),
+		counters:  db.Collection("counters"),
+		guards:    db.Collection("guards"),
+		timeout:   o.Timeout,
+	}
+	if err := s.Ping(ctx); err != nil {
+		_ = client.Disconnect(ctx)
+		return nil, err
+	}
+	if err := s.ensureIndexes(ctx); err != nil {
+		_ = client.Disconnect(ctx)
+		return nil, err
+	}
+	return s, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// indexes are the declared indexes of each collection. Creating them is
+// idempotent, so the service does it at every start.
+var indexes = map[string][]mongo.IndexModel{
+	"resources": {
+		{Keys: bson.D{{Key: "type", Value: 1}, {Key: "ident", Value: 1}}, Options: options.Index().SetName("type_ident")},
+		{Keys: bson.D{{Key: "type", Value: 1}, {Key: "identv", Value: 1}}, Options: options.Index().SetName("type_identv")},
+	},
+	"history": {
+		{Keys: bson.D{{Key: "seq", Value: 1}}, Options: options.Index().SetName("seq").SetUnique(true)},
+		{Keys: bson.D{{Key: "type", Value: 1}, {Key: "rid", Value: 1}, {Key: "vid", Value: -1}}, Options: options.Index().SetName("type_rid_vid")},
+		{Keys: bson.D{{Key: "type", Value: 1}, {Key: "seq", Value: -1}}, Options: options.Index().SetName("type_seq")},
+	},
+}
+
+func (s *Store) ensureIndexes(ctx context.Context) error {
+	for coll, models := range indexes {
+		cctx, cancel := context.WithTimeout(ctx, s.timeout)
+		_, err := s.db.Collection(coll).Indexes().CreateMany(cctx, models)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("create indexes on %s: %w", coll, err)
+		}
+	}
+	return nil
+}
+
+// Indexes lists the declared indexes by collection, for documentation and
+// index-coverage tests.
+func Indexes() map[string][]mongo.IndexModel { return indexes }
+
+// Ping checks the store answers.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
+		e := fault.New(fault.Unavailable, "", "the store is not reachable")
+		e.Err = err
+		return e
+	}
+	return nil
+}
+
+// Close disconnects.
+func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
+
+// Drop removes the database; tests use it to clean up.
+func (s *Store) Drop(ctx context.Context) error { return s.db.Drop(ctx) }
+
+func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+func storeErr(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) || mongo.IsTimeout(err) || mongo.IsNetworkError(err) {
+		e := fault.New(fault.Unavailable, "", "the store did not answer in time")
+		e.Err = fmt.Errorf("%s: %w", what, err)
+		return e
+	}
+	return fault.Wrap(err, what)
+}
+
+// Current returns the current version of a resource, a tombstone included.
+// It returns a fault.NotFound error when the resource never existed.
+func (s *Store) Current(ctx context.Context, typ, id string) (*Record, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	var r Record
+	err := s.resources.FindOne(ctx, bson.D{{Key: "_id", Value: Key(typ, id)}}).Decode(&r)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fault.New(fault.NotFound, "", "%s/%s is not known", typ, id)
+	}
+	if err != nil {
+		return nil, storeErr(err, "read current version")
+	}
+	return &r, nil
+}
+
+// Version returns one version of a resource.
+func (s *Store) Version(ctx context.Context, typ, id string, vid int64) (*Record, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	var r Record
+	err := s.history.FindOne(ctx, bson.D{{Key: "_id", Value: versionKey(typ, id, vid)}}).Decode(&r)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fault.New(fault.NotFound, "", "%s/%s has no version %d", typ, id, vid)
+	}
+	if err != nil {
+		return nil, storeErr(err, "read version")
+	}
+	return &r, nil
+}
+
+// Commit writes r as version r.VersionID, which must be one more than the
+// current version (1 for a new resource). It allocates r.Seq. When another
+// writer committed that version first it returns ErrVersionTaken, after making
+// sure the current projection shows the winner.
+//
+// Commands: the sequence, the history insert, the current replace (3).
+func (s *Store) Commit(ctx context.Context, r *Record) error {
+	seq, err := s.nextSeq(ctx)
+	if err != nil {
+		return err
+	}
+	r.Seq = seq
+	hctx, cancel := s.op(ctx)
+	defer cancel()
+	_, err = s.history.InsertOne(hctx, historyDoc(r))
+	if mongo.IsDuplicateKeyError(err) {
+		// The version is taken. Fill the burned sequence number so change-log
+		// readers need not wait for it, and make sure the winner is current
+		// even if it crashed before rolling resources forward.
+		s.fillGap(ctx, seq)
+		if w, verr := s.Version(ctx, r.Type, r.ID, r.VersionID); verr == nil {
+			_ = s.project(ctx, w)
+		}
+		return ErrVersionTaken
+	}
+	if err != nil {
+		s.fillGap(ctx, seq)
+		return storeErr(err, "commit version")
+	}
+	return s.project(ctx, r)
+}
+
+// project makes r the current version unless a newer one already is.
+func (s *Store) project(ctx context.Context, r *Record) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	filter := bson.D{{Key: "_id", Value: Key(r.Type, r.ID)}, {Key: "vid", Value: bson.D{{Key: "$lt", Value: r.VersionID}}}}
+	_, err := s.resources.ReplaceOne(ctx, filter, r, options.Replace().SetUpsert(true))
+	if mongo.IsDuplicateKeyError(err) {
+		return nil // the upsert met a document at this version or newer
+	}
+	return storeErr(err, "update current version")
+}
+
+type history struct {
+	Key    string `bson:"_id"`
+	Record `bson:",inline"`
+}
+
+func historyDoc(r *Record) history { return history{Key: versionKey(r.Type, r.ID, r.VersionID), Record: *r} }
+
+func (s *Store) nextSeq(ctx context.Context) (int64, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	var c struct {
+		Seq int64 `bson:"seq"`
+	}
+	err := s.counters.FindOneAndUpdate(ctx,
+		bson.D{{Key: "_id", Value: "changes"}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(1)}}}},
+		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
+	).Decode(&c)
+	if err != nil {
+		return 0, storeErr(err, "allocate change sequence")
+	}
+	return c.Seq, nil
+}
+
+// fillGap records that seq will never hold a change. Best effort: a reader
+// also skips a gap once it is older than GapGrace.
+func (s *Store) fillGap(ctx context.Context, seq int64) {
+	ctx, cancel := s.op(context.WithoutCancel(ctx))
+	defer cancel()
+	_, _ = s.history.InsertOne(ctx, bson.D{
+		{Key: "_id", Value: "void/" + strconv.FormatInt(seq, 10)},
+		{Key: "seq", Value: seq},
+		{Key: "void", Value: true},
+		{Key: "ts", Value: time.Now().UTC()},
+	})
+}
+
+// FindByIdentifier returns current, not deleted resources of typ that have
+// any of the identifier keys (or, for values, any of the bare values); at most
+// limit of them.
+func (s *Store) FindByIdentifier(ctx context.Context, typ string, keys, values []string, limit int64) ([]*Record, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	var or bson.A
+	if len(keys) > 0 {
+		or = append(or, bson.D{{Key: "ident", Value: bson.D{{Key: "$in", Value: keys}}}})
+	}
+	if len(values) > 0 {
+		or = append(or, bson.D{{Key: "identv", Value: bson.D{{Key: "$in", Value: values}}}})
+	}
+	if len(or) == 0 {
+		return nil, nil
+	}
+	filter := bson.D{{Key: "type", Value: typ}, {Key: "deleted", Value: bson.D{{Key: "$ne", Value: true}}}, {Key: "$or", Value: or}}
+	cur, err := s.resources.Find(ctx, filter, options.Find().SetLimit(limit))
+	if err != nil {
+		return nil, storeErr(err, "find by identifier")
+	}
+	var out []*Record
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, storeErr(err, "find by identifier")
+	}
+	return out, nil
+}

@@ -1,0 +1,81 @@
+// Package storetest gives integration tests a real MongoDB-wire store: the
+// embedded FerretDB in a temporary directory, or the MongoDB named by
+// KAPFHIR_TEST_MONGODB_URI, each test in a database of its own.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"os"
+	"sync"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/event"
+
+	"github.com/kapfhir/kapfhir/internal/embedded"
+	"github.com/kapfhir/kapfhir/internal/store"
+)
+
+// EnvURI names the MongoDB the integration tests use instead of the embedded one.
+const EnvURI = "KAPFHIR_TEST_MONGODB_URI"
+
+var (
+	once   sync.Once
+	server *embedded.Server
+	dir    string
+	err    error
+)
+
+// Main wraps testing.M.Run: it stops the package's embedded server and
+// removes its files after the tests.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if server != nil {
+		server.Close()
+		_ = os.RemoveAll(dir)
+	}
+	return code
+}
+
+// URI returns the store URI the tests use, and whether it is the embedded
+// server (one connection).
+func URI(t testing.TB) (string, bool) {
+	t.Helper()
+	if uri := os.Getenv(EnvURI); uri != "" {
+		return uri, false
+	}
+	once.Do(func() {
+		dir, err = os.MkdirTemp("", "kapfhir-test-")
+		if err == nil {
+			server, err = embedded.Start(dir, io.Discard)
+		}
+	})
+	if err != nil {
+		t.Fatalf("start embedded store: %v", err)
+	}
+	return server.URI(), true
+}
+
+// Database returns a fresh database name.
+func Database() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "kapfhir_test_" + hex.EncodeToString(b)
+}
+
+// Open opens a store on a fresh database, dropped when the test ends.
+func Open(t testing.TB, monitor *event.CommandMonitor) *store.Store {
+	t.Helper()
+	uri, emb := URI(t)
+	s, err := store.Open(context.Background(), store.Options{URI: uri, Database: Database(), Embedded: emb, Monitor: monitor})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = s.Drop(context.Background())
+		_ = s.Close(context.Background())
+	})
+	return s
+}
