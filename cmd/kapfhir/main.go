@@ -1,0 +1,50 @@
+// Command kapfhir serves the FHIR R4 API of a KAP clinic. All configuration
+// comes from the environment (see README.md).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapfhir/kapfhir/internal/app"
+	"github.com/kapfhir/kapfhir/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Environ(), os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "kapfhir:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, environ []string, stdout io.Writer) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	cfg, err := config.Load(env)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level}))
+	a, err := app.Start(ctx, cfg, app.Options{Logger: logger, Registry: prometheus.NewRegistry(), ErrorLog: stdout})
+	if err != nil {
+		return err
+	}
+	return a.Serve(ctx)
+}

@@ -1,0 +1,5 @@
+package fhir
+
+// model.json is generated from spec/fhir.schema.r4-4.0.1.json and the samply
+// Go models (for required primitives and the list of resource types).
+//go:generate go run ./internal/modelgen

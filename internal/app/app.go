@@ -1,0 +1,154 @@
+// Package app assembles the service from its parts: store, FHIR rules, HTTP
+// and metrics. cmd/kapfhir and the load tool both start it this way.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/event"
+
+	"github.com/kapfhir/kapfhir/internal/config"
+	"github.com/kapfhir/kapfhir/internal/embedded"
+	"github.com/kapfhir/kapfhir/internal/httpapi"
+	"github.com/kapfhir/kapfhir/internal/metrics"
+	"github.com/kapfhir/kapfhir/internal/resource"
+	"github.com/kapfhir/kapfhir/internal/store"
+)
+
+// App is a started service.
+type App struct {
+	cfg      config.Config
+	log      *slog.Logger
+	embedded *embedded.Server
+	store    *store.Store
+	listener net.Listener
+	server   *http.Server
+	mongoURI string
+}
+
+// Options are the parts a caller may supply.
+type Options struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Monitor, if set, also sees every store command (tests count them).
+	Monitor *event.CommandMonitor
+	// ErrorLog receives the embedded server's error-level log.
+	ErrorLog io.Writer
+}
+
+// Start opens the store (embedded unless a MongoDB URI is configured),
+// binds the listener and builds the HTTP handler. Serve runs it.
+func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
+	a := &App{cfg: cfg, log: o.Logger, mongoURI: cfg.MongoURI}
+	m := metrics.New(o.Registry)
+	storeKind := "mongodb"
+	if a.mongoURI == "" {
+		srv, err := embedded.Start(cfg.DataDir, o.ErrorLog)
+		if err != nil {
+			return nil, err
+		}
+		a.embedded, a.mongoURI, storeKind = srv, srv.URI(), "embedded-ferretdb"
+	}
+	st, err := store.Open(ctx, store.Options{
+		URI: a.mongoURI, Database: cfg.MongoDatabase, Embedded: a.embedded != nil,
+		Monitor: m.CommandMonitor(o.Monitor), Timeout: cfg.StoreTimeout,
+	})
+	if err != nil {
+		a.closeEmbedded()
+		return nil, err
+	}
+	a.store = st
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		a.closeStore()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	a.listener = ln
+	handler := httpapi.New(httpapi.Config{
+		Resources:    resource.New(st, time.Now),
+		Ready:        st.Ping,
+		Metrics:      m,
+		Gatherer:     o.Registry,
+		Logger:       o.Logger,
+		BaseURL:      cfg.BaseURL,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Version:      Version(),
+		Started:      time.Now(),
+	})
+	a.server = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      120 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	where := "embedded FerretDB in " + cfg.DataDir
+	if a.embedded == nil {
+		where = "MongoDB database " + cfg.MongoDatabase
+	}
+	o.Logger.Info("kapfhir listening", "addr", ln.Addr().String(), "fhir_base", a.URL()+"/fhir",
+		"store", storeKind, "store_location", where, "version", Version())
+	return a, nil
+}
+
+// URL is the http:// address the service listens on.
+func (a *App) URL() string { return "http://" + a.listener.Addr().String() }
+
+// MongoURI is the store's address (the embedded server's when embedded).
+func (a *App) MongoURI() string { return a.mongoURI }
+
+// Database is the store's database name.
+func (a *App) Database() string { return a.cfg.MongoDatabase }
+
+// Serve serves until ctx is cancelled, then shuts down gracefully: it stops
+// accepting, drains requests in flight, and closes the store last.
+func (a *App) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- a.server.Serve(a.listener) }()
+	select {
+	case err := <-errc:
+		a.closeStore()
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	err := a.server.Shutdown(sctx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	a.closeStore()
+	a.log.Info("stopped")
+	return err
+}
+
+func (a *App) closeStore() {
+	if a.store != nil {
+		_ = a.store.Close(context.Background())
+	}
+	a.closeEmbedded()
+}
+
+func (a *App) closeEmbedded() {
+	if a.embedded != nil {
+		a.embedded.Close()
+	}
+}
+
+// Version is the module version the binary was built from.
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

@@ -1,0 +1,43 @@
+// Package config reads the service configuration from the environment.
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is every setting of the service; README.md lists them.
+type Config struct {
+	HTTPAddr        string        `env:"KAPFHIR_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	DataDir         string        `env:"KAPFHIR_DATA_DIR" envDefault:"./data"`
+	MongoURI        string        `env:"KAPFHIR_MONGODB_URI"`
+	MongoDatabase   string        `env:"KAPFHIR_MONGODB_DATABASE" envDefault:"kapfhir"`
+	BaseURL         string        `env:"KAPFHIR_BASE_URL"`
+	MaxBodyBytes    int64         `env:"KAPFHIR_MAX_BODY_BYTES" envDefault:"10485760"`
+	LogLevel        string        `env:"KAPFHIR_LOG_LEVEL" envDefault:"info"`
+	StoreTimeout    time.Duration `env:"KAPFHIR_STORE_TIMEOUT" envDefault:"10s"`
+	ShutdownTimeout time.Duration `env:"KAPFHIR_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+}
+
+// maxBody keeps a stored version under MongoDB's 16 MiB document limit,
+// with room for its index values.
+const maxBody = 15 << 20
+
+// Load reads the configuration from environ (os.Environ form).
+func Load(environ map[string]string) (Config, error) {
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
+	}
+	if c.MaxBodyBytes < 1 || c.MaxBodyBytes > maxBody {
+		return c, fmt.Errorf("configuration: KAPFHIR_MAX_BODY_BYTES must be between 1 and %d", maxBody)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return c, fmt.Errorf("configuration: KAPFHIR_LOG_LEVEL must be debug, info, warn or error")
+	}
+	return c, nil
+}

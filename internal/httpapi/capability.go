@@ -1,0 +1,72 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/kapfhir/kapfhir/fhir"
+)
+
+type code struct {
+	Code string `json:"code"`
+}
+
+type capResource struct {
+	Type              string `json:"type"`
+	Interaction       []code `json:"interaction"`
+	Versioning        string `json:"versioning"`
+	ReadHistory       bool   `json:"readHistory"`
+	UpdateCreate      bool   `json:"updateCreate"`
+	ConditionalCreate bool   `json:"conditionalCreate"`
+	ConditionalRead   string `json:"conditionalRead"`
+	ConditionalUpdate bool   `json:"conditionalUpdate"`
+	ConditionalDelete string `json:"conditionalDelete"`
+}
+
+// capabilityStatement describes what the routes table serves, for every
+// resource type the validator knows.
+func capabilityStatement(version string, started time.Time) []byte {
+	var typeLevel, systemLevel []code
+	seen := map[string]bool{}
+	for _, rt := range routes {
+		if rt.level == "" || seen[rt.interaction] {
+			continue
+		}
+		seen[rt.interaction] = true
+		if rt.level == "system" {
+			systemLevel = append(systemLevel, code{rt.interaction})
+		} else {
+			typeLevel = append(typeLevel, code{rt.interaction})
+		}
+	}
+	var resources []capResource
+	for _, t := range fhir.ResourceTypes() {
+		resources = append(resources, capResource{
+			Type: t, Interaction: typeLevel,
+			Versioning: "versioned-update", ReadHistory: true, UpdateCreate: true,
+			ConditionalCreate: true, ConditionalRead: "full-support",
+			ConditionalUpdate: true, ConditionalDelete: "single",
+		})
+	}
+	cs := map[string]any{
+		"resourceType": "CapabilityStatement",
+		"status":       "active",
+		"date":         started.UTC().Format(fhir.InstantLayout),
+		"publisher":    "kapfhir",
+		"kind":         "instance",
+		"software":     map[string]string{"name": "kapfhir", "version": version},
+		"implementation": map[string]string{
+			"description": "kapfhir FHIR R4 server for Ketamine-Assisted Psychotherapy records",
+		},
+		"fhirVersion": "4.0.1",
+		"format":      []string{"application/fhir+json", "json"},
+		"rest": []map[string]any{{
+			"mode":          "server",
+			"documentation": "JSON only. Conditional interactions take identifier criteria.",
+			"resource":      resources,
+			"interaction":   systemLevel,
+		}},
+	}
+	b, _ := json.Marshal(cs)
+	return b
+}

@@ -1,0 +1,144 @@
+package httpapi
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/fault"
+)
+
+const (
+	requestIDHeader = "X-Request-Id"
+	fhirJSON        = "application/fhir+json; charset=utf-8"
+)
+
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// requestID takes the caller's request id when it is a plain token, or
+// makes one, and returns it in the response.
+func (a *api) requestID(c *gin.Context) {
+	id := c.GetHeader(requestIDHeader)
+	if !validRequestID.MatchString(id) {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	c.Writer.Header().Set(requestIDHeader, id)
+	c.Next()
+}
+
+// observe logs and counts each request. Only the route template, the
+// resource type and the outcome are recorded: ids and query strings can
+// identify a patient.
+func (a *api) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	d := time.Since(start)
+	route := c.FullPath()
+	interaction := a.interactions[c.Request.Method+" "+route]
+	if interaction == "" {
+		interaction = "other"
+	}
+	if route == "" {
+		route = "unmatched"
+	}
+	typ := c.Param("type")
+	if !fhir.IsResourceType(typ) {
+		typ = ""
+	}
+	status := c.Writer.Status()
+	a.Metrics.ObserveRequest(interaction, typ, c.Request.Method, route, status, d)
+	a.Logger.InfoContext(c.Request.Context(), "request",
+		"request_id", c.Writer.Header().Get(requestIDHeader),
+		"method", c.Request.Method, "route", route, "interaction", interaction, "type", typ,
+		"status", status, "duration_ms", float64(d.Microseconds())/1000)
+}
+
+// recover turns a panic into a 500 OperationOutcome. The panic value is
+// logged without the request body.
+func (a *api) recover(c *gin.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(p)
+			}
+			a.fail(c, fault.Wrap(fmt.Errorf("panic: %v", p), "request"))
+			c.Abort()
+		}
+	}()
+	c.Next()
+}
+
+// negotiate enforces JSON: XML responses are 406, request bodies that are
+// not FHIR JSON are 415, and bodies over the limit are 413.
+func (a *api) negotiate(c *gin.Context) {
+	if err := a.checkFormat(c); err != nil {
+		a.fail(c, err)
+		c.Abort()
+		return
+	}
+	c.Next()
+}
+
+func (a *api) checkFormat(c *gin.Context) error {
+	if f, ok := c.GetQuery("_format"); ok {
+		if !jsonFormat(f) {
+			return fault.New(fault.NotAcceptable, "", "_format %q is not supported; this server speaks FHIR JSON only", f)
+		}
+	} else if accept := c.GetHeader("Accept"); accept != "" && !acceptsJSON(accept) {
+		return fault.New(fault.NotAcceptable, "", "Accept %q names no format this server produces; it speaks application/fhir+json", accept)
+	}
+	switch c.Request.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+		if err != nil || !jsonFormat(mt) {
+			return fault.New(fault.UnsupportedMediaType, "", "Content-Type %q is not supported; send application/fhir+json", c.GetHeader("Content-Type"))
+		}
+	}
+	return nil
+}
+
+func jsonFormat(f string) bool {
+	switch strings.ToLower(strings.TrimSpace(f)) {
+	case "json", "application/json", "application/fhir+json", "application/json+fhir":
+		return true
+	}
+	return false
+}
+
+func acceptsJSON(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil || params["q"] == "0" {
+			continue
+		}
+		if mt == "*/*" || mt == "application/*" || jsonFormat(mt) {
+			return true
+		}
+	}
+	return false
+}
+
+// body reads the request body up to the configured limit.
+func (a *api) body(c *gin.Context) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, a.MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, fault.New(fault.TooLarge, "", "the body is larger than %d bytes", a.MaxBodyBytes)
+	}
+	if err != nil {
+		return nil, fault.New(fault.Invalid, "", "the body could not be read")
+	}
+	return b, nil
+}

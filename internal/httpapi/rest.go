@@ -1,0 +1,336 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/resource"
+	"github.com/kapfhir/kapfhir/internal/store"
+)
+
+func (a *api) capabilities(c *gin.Context) error {
+	c.Data(http.StatusOK, fhirJSON, pretty(c, a.capability))
+	return nil
+}
+
+// resourceType returns the :type of the URL, which must be a supported type.
+func resourceType(c *gin.Context) (string, error) {
+	typ := c.Param("type")
+	if !fhir.IsResourceType(typ) {
+		return "", fault.New(fault.NotFound, "", "resource type %q is not supported", typ)
+	}
+	return typ, nil
+}
+
+// target returns :type and :id of the URL.
+func target(c *gin.Context) (string, string, error) {
+	typ, err := resourceType(c)
+	if err != nil {
+		return "", "", err
+	}
+	id := c.Param("id")
+	if !fhir.ValidID(id) {
+		return "", "", fault.New(fault.Invalid, "", "%q is not a valid resource id (1-64 of A-Z a-z 0-9 - .)", id)
+	}
+	return typ, id, nil
+}
+
+func (a *api) read(c *gin.Context) error {
+	typ, id, err := target(c)
+	if err != nil {
+		return err
+	}
+	rec, err := a.Resources.Read(c.Request.Context(), typ, id)
+	if err != nil {
+		return err
+	}
+	if notModified(c, rec) {
+		return fault.New(fault.NotModified, "", "not modified")
+	}
+	return a.send(c, http.StatusOK, rec)
+}
+
+func (a *api) vread(c *gin.Context) error {
+	typ, id, err := target(c)
+	if err != nil {
+		return err
+	}
+	vid, err := strconv.ParseInt(c.Param("vid"), 10, 64)
+	if err != nil || vid < 1 {
+		return fault.New(fault.NotFound, "", "%s/%s has no version %q", typ, id, c.Param("vid"))
+	}
+	rec, err := a.Resources.VRead(c.Request.Context(), typ, id, vid)
+	if err != nil {
+		return err
+	}
+	return a.send(c, http.StatusOK, rec)
+}
+
+// parse reads and validates the body as a resource of the URL's type.
+func (a *api) parse(c *gin.Context, typ string) (*fhir.Resource, error) {
+	b, err := a.body(c)
+	if err != nil {
+		return nil, err
+	}
+	res, err := fhir.ParseResource(b)
+	if err != nil {
+		return nil, err
+	}
+	if res.Type() != typ {
+		return nil, fault.New(fault.Invalid, "resourceType", "the body is a %s, but the URL is for %s", res.Type(), typ)
+	}
+	return res, nil
+}
+
+func (a *api) create(c *gin.Context) error {
+	typ, err := resourceType(c)
+	if err != nil {
+		return err
+	}
+	res, err := a.parse(c, typ)
+	if err != nil {
+		return err
+	}
+	var out *resource.Outcome
+	if q := c.GetHeader("If-None-Exist"); q != "" {
+		crit, err := resource.ParseCriteria(typ, strings.TrimPrefix(q, typ+"?"))
+		if err != nil {
+			return err
+		}
+		out, err = a.Resources.ConditionalCreate(c.Request.Context(), res, crit)
+		if err != nil {
+			return err
+		}
+	} else if out, err = a.Resources.Create(c.Request.Context(), res); err != nil {
+		return err
+	}
+	return a.written(c, out)
+}
+
+func (a *api) update(c *gin.Context) error {
+	typ, id, err := target(c)
+	if err != nil {
+		return err
+	}
+	ifMatch, err := parseIfMatch(c)
+	if err != nil {
+		return err
+	}
+	res, err := a.parse(c, typ)
+	if err != nil {
+		return err
+	}
+	out, err := a.Resources.Update(c.Request.Context(), typ, id, res, ifMatch)
+	if err != nil {
+		return err
+	}
+	return a.written(c, out)
+}
+
+func (a *api) conditionalUpdate(c *gin.Context) error {
+	typ, crit, err := criteria(c)
+	if err != nil {
+		return err
+	}
+	ifMatch, err := parseIfMatch(c)
+	if err != nil {
+		return err
+	}
+	res, err := a.parse(c, typ)
+	if err != nil {
+		return err
+	}
+	out, err := a.Resources.ConditionalUpdate(c.Request.Context(), res, crit, ifMatch)
+	if err != nil {
+		return err
+	}
+	return a.written(c, out)
+}
+
+func (a *api) delete(c *gin.Context) error {
+	typ, id, err := target(c)
+	if err != nil {
+		return err
+	}
+	ifMatch, err := parseIfMatch(c)
+	if err != nil {
+		return err
+	}
+	out, err := a.Resources.Delete(c.Request.Context(), typ, id, ifMatch)
+	if err != nil {
+		return err
+	}
+	return a.deleted(c, out)
+}
+
+func (a *api) conditionalDelete(c *gin.Context) error {
+	_, crit, err := criteria(c)
+	if err != nil {
+		return err
+	}
+	out, err := a.Resources.ConditionalDelete(c.Request.Context(), crit)
+	if err != nil {
+		return err
+	}
+	return a.deleted(c, out)
+}
+
+func (a *api) deleted(c *gin.Context, out *resource.Outcome) error {
+	if out.Record != nil && !out.NoOp {
+		setVersionHeaders(c, out.Record)
+	}
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
+// criteria parses the query of a conditional update or delete.
+func criteria(c *gin.Context) (string, *resource.Criteria, error) {
+	typ, err := resourceType(c)
+	if err != nil {
+		return "", nil, err
+	}
+	if c.Request.URL.RawQuery == "" {
+		return "", nil, fault.New(fault.Invalid, "", "a conditional %s on %s needs search criteria in the URL", strings.ToLower(c.Request.Method), typ)
+	}
+	crit, err := resource.ParseCriteria(typ, stripControl(c.Request.URL.RawQuery))
+	return typ, crit, err
+}
+
+// stripControl removes the parameters that steer the response, not the match.
+func stripControl(q string) string {
+	var keep []string
+	for _, p := range strings.Split(q, "&") {
+		if !strings.HasPrefix(p, "_format=") && !strings.HasPrefix(p, "_pretty=") {
+			keep = append(keep, p)
+		}
+	}
+	return strings.Join(keep, "&")
+}
+
+// parseIfMatch reads If-Match: W/"3" or "3".
+func parseIfMatch(c *gin.Context) (*int64, error) {
+	h := c.GetHeader("If-Match")
+	if h == "" {
+		return nil, nil
+	}
+	v, ok := parseETag(h)
+	if !ok {
+		return nil, fault.New(fault.Invalid, "", "If-Match %q is not a version ETag such as W/\"3\"", h)
+	}
+	return &v, nil
+}
+
+func parseETag(h string) (int64, bool) {
+	h = strings.TrimPrefix(strings.TrimSpace(h), "W/")
+	if len(h) < 3 || h[0] != '"' || h[len(h)-1] != '"' {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(h[1:len(h)-1], 10, 64)
+	return v, err == nil && v > 0
+}
+
+// notModified evaluates If-None-Match and, failing that, If-Modified-Since.
+func notModified(c *gin.Context, rec *store.Record) bool {
+	if inm := c.GetHeader("If-None-Match"); inm != "" {
+		for _, tag := range strings.Split(inm, ",") {
+			if strings.TrimSpace(tag) == "*" {
+				return true
+			}
+			if v, ok := parseETag(tag); ok && v == rec.VersionID {
+				return true
+			}
+		}
+		return false
+	}
+	if ims := c.GetHeader("If-Modified-Since"); ims != "" {
+		if t, err := http.ParseTime(ims); err == nil {
+			return !rec.LastUpdated.Truncate(time.Second).After(t)
+		}
+	}
+	return false
+}
+
+func setVersionHeaders(c *gin.Context, rec *store.Record) {
+	c.Header("ETag", `W/"`+strconv.FormatInt(rec.VersionID, 10)+`"`)
+	c.Header("Last-Modified", rec.LastUpdated.UTC().Format(http.TimeFormat))
+}
+
+// send writes a stored version as the response body.
+func (a *api) send(c *gin.Context, status int, rec *store.Record) error {
+	setVersionHeaders(c, rec)
+	c.Data(status, fhirJSON, pretty(c, []byte(rec.Raw)))
+	return nil
+}
+
+// written answers a create or update, honouring Prefer: return=.
+func (a *api) written(c *gin.Context, out *resource.Outcome) error {
+	rec := out.Record
+	status := http.StatusOK
+	if out.Created {
+		status = http.StatusCreated
+		c.Header("Location", a.base(c)+"/"+rec.Type+"/"+rec.ID+"/_history/"+strconv.FormatInt(rec.VersionID, 10))
+	}
+	setVersionHeaders(c, rec)
+	switch preferReturn(c) {
+	case "minimal":
+		c.Status(status)
+		return nil
+	case "OperationOutcome":
+		msg := "updated"
+		switch {
+		case out.Created:
+			msg = "created"
+		case out.NoOp:
+			msg = "unchanged: no new version"
+		}
+		oo := fault.OutcomeOf([]fault.Issue{{Severity: "information", Code: "informational",
+			Diagnostics: rec.Type + "/" + rec.ID + " version " + strconv.FormatInt(rec.VersionID, 10) + " " + msg}})
+		c.Data(status, fhirJSON, pretty(c, oo))
+		return nil
+	}
+	return a.send(c, status, rec)
+}
+
+func preferReturn(c *gin.Context) string {
+	for _, pref := range c.Request.Header.Values("Prefer") {
+		for _, p := range strings.Split(pref, ";") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "return="); ok {
+				return strings.Trim(v, `"`)
+			}
+		}
+	}
+	return "representation"
+}
+
+// base is the FHIR base URL clients use.
+func (a *api) base(c *gin.Context) string {
+	if a.BaseURL != "" {
+		return strings.TrimSuffix(a.BaseURL, "/")
+	}
+	scheme := "http"
+	if c.Request.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + c.Request.Host + "/fhir"
+}
+
+// pretty indents b when the client asked for _pretty=true. Indenting keeps
+// number lexemes as they are.
+func pretty(c *gin.Context, b []byte) []byte {
+	if c.Query("_pretty") != "true" {
+		return b
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return b
+	}
+	return out.Bytes()
+}

@@ -1,0 +1,125 @@
+// Package httpapi is the HTTP adapter: Gin routes for the FHIR REST API and
+// the operational endpoints. Handlers return errors; one renderer turns them
+// into OperationOutcomes (see fault).
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/metrics"
+	"github.com/kapfhir/kapfhir/internal/resource"
+)
+
+// Config is what the HTTP layer needs.
+type Config struct {
+	Resources *resource.Service
+	Ready     func(context.Context) error // nil error: the store answers
+	Metrics   *metrics.Metrics
+	Gatherer  prometheus.Gatherer
+	Logger    *slog.Logger
+	// BaseURL is the FHIR base as clients see it (e.g. https://host/fhir);
+	// empty: derived from each request's Host.
+	BaseURL      string
+	MaxBodyBytes int64
+	Version      string
+	Started      time.Time
+}
+
+// route is one FHIR REST route. The router and the CapabilityStatement are
+// both generated from the routes table, so they cannot disagree.
+type route struct {
+	method, path string
+	interaction  string // FHIR restful interaction code
+	level        string // "type" or "system": where the CapabilityStatement lists it
+	handler      func(*api, *gin.Context) error
+}
+
+var routes = []route{
+	{"GET", "/fhir/metadata", "capabilities", "", (*api).capabilities},
+	{"GET", "/fhir/_history", "history-system", "system", (*api).historySystem},
+	{"POST", "/fhir/:type", "create", "type", (*api).create},
+	{"PUT", "/fhir/:type", "update", "", (*api).conditionalUpdate},
+	{"DELETE", "/fhir/:type", "delete", "", (*api).conditionalDelete},
+	{"GET", "/fhir/:type/_history", "history-type", "type", (*api).historyType},
+	{"GET", "/fhir/:type/:id", "read", "type", (*api).read},
+	{"PUT", "/fhir/:type/:id", "update", "type", (*api).update},
+	{"DELETE", "/fhir/:type/:id", "delete", "type", (*api).delete},
+	{"GET", "/fhir/:type/:id/_history", "history-instance", "type", (*api).historyInstance},
+	{"GET", "/fhir/:type/:id/_history/:vid", "vread", "type", (*api).vread},
+}
+
+type api struct {
+	Config
+	interactions map[string]string // "METHOD route" -> interaction, for metrics
+	capability   []byte
+}
+
+// New returns the HTTP handler of the whole service.
+func New(cfg Config) http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	a := &api{Config: cfg, interactions: map[string]string{}}
+	a.capability = capabilityStatement(cfg.Version, cfg.Started)
+
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	_ = r.SetTrustedProxies(nil) // no proxy headers are trusted unless configured
+	r.Use(a.requestID, a.observe, a.recover)
+	r.NoRoute(a.wrap(func(c *gin.Context) error {
+		return fault.New(fault.NotFound, "", "no route for %s", c.Request.URL.Path)
+	}))
+	r.NoMethod(a.wrap(func(c *gin.Context) error {
+		return fault.New(fault.MethodNotAllowed, "", "method %s is not allowed here", c.Request.Method)
+	}))
+
+	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
+	r.GET("/readyz", a.wrap(a.readyz))
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+
+	f := r.Group("", a.negotiate)
+	for _, rt := range routes {
+		a.interactions[rt.method+" "+rt.path] = rt.interaction
+		h := rt.handler
+		f.Handle(rt.method, rt.path, a.wrap(func(c *gin.Context) error { return h(a, c) }))
+	}
+	return r
+}
+
+func (a *api) readyz(c *gin.Context) error {
+	if err := a.Ready(c.Request.Context()); err != nil {
+		return err
+	}
+	c.String(http.StatusOK, "ready\n")
+	return nil
+}
+
+// wrap adapts a handler that returns an error; errors become
+// OperationOutcomes with the status of their kind.
+func (a *api) wrap(h func(*gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := h(c); err != nil {
+			a.fail(c, err)
+		}
+	}
+}
+
+func (a *api) fail(c *gin.Context, err error) {
+	fe := fault.As(err)
+	if fe.Kind == fault.NotModified {
+		c.Status(http.StatusNotModified)
+		return
+	}
+	if fe.Kind == fault.Internal || fe.Kind == fault.Unavailable {
+		// The cause stays in the log; the client gets the kind only.
+		a.Logger.ErrorContext(c.Request.Context(), "request failed",
+			"request_id", c.Writer.Header().Get(requestIDHeader), "route", c.FullPath(), "error", fe.Error())
+	}
+	c.Data(fault.Status(fe), fhirJSON, pretty(c, fault.Outcome(fe)))
+}

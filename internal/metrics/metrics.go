@@ -1,0 +1,132 @@
+// Package metrics defines the service's Prometheus metrics on a registry the
+// caller owns. Labels are route templates, interactions, resource types and
+// command names: never ids, query strings or resource content.
+package metrics
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.mongodb.org/mongo-driver/v2/event"
+)
+
+// Metrics holds the collectors the service records into.
+type Metrics struct {
+	requests        *prometheus.CounterVec
+	requestDuration *prometheus.HistogramVec
+	storeDuration   *prometheus.HistogramVec
+	storeErrors     *prometheus.CounterVec
+}
+
+// New registers the service's metrics, the Go and process collectors and
+// build info on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapfhir_http_requests_total",
+			Help: "HTTP requests by FHIR interaction, resource type, method and status code.",
+		}, []string{"interaction", "type", "method", "code"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kapfhir_http_request_duration_seconds",
+			Help:    "HTTP request duration by FHIR interaction and route template.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}, []string{"interaction", "route"}),
+		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kapfhir_store_command_duration_seconds",
+			Help:    "MongoDB command duration by command name.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2.5, 12),
+		}, []string{"command"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapfhir_store_command_errors_total",
+			Help: "MongoDB commands that failed, by command name.",
+		}, []string{"command"}),
+	}
+	reg.MustRegister(
+		m.requests, m.requestDuration, m.storeDuration, m.storeErrors,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+	)
+	return m
+}
+
+// ObserveRequest records one finished HTTP request.
+func (m *Metrics) ObserveRequest(interaction, typ, method, route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(interaction, typ, method, strconv.Itoa(code)).Inc()
+	m.requestDuration.WithLabelValues(interaction, route).Observe(d.Seconds())
+}
+
+// commandNames are the commands the store sends; anything else is counted
+// as "other" so a label can never grow without bound.
+var commandNames = map[string]bool{
+	"find": true, "insert": true, "update": true, "delete": true, "findAndModify": true,
+	"aggregate": true, "count": true, "distinct": true, "getMore": true, "killCursors": true,
+	"createIndexes": true, "ping": true, "dropDatabase": true, "endSessions": true,
+}
+
+func commandLabel(name string) string {
+	if commandNames[name] {
+		return name
+	}
+	return "other"
+}
+
+// CommandMonitor returns a driver monitor that records command durations.
+// next, if not nil, also receives every event (tests count commands).
+func (m *Metrics) CommandMonitor(next *event.CommandMonitor) *event.CommandMonitor {
+	return &event.CommandMonitor{
+		Started: func(ctx context.Context, e *event.CommandStartedEvent) {
+			if next != nil && next.Started != nil {
+				next.Started(ctx, e)
+			}
+		},
+		Succeeded: func(ctx context.Context, e *event.CommandSucceededEvent) {
+			m.storeDuration.WithLabelValues(commandLabel(e.CommandName)).Observe(e.Duration.Seconds())
+			if next != nil && next.Succeeded != nil {
+				next.Succeeded(ctx, e)
+			}
+		},
+		Failed: func(ctx context.Context, e *event.CommandFailedEvent) {
+			name := commandLabel(e.CommandName)
+			m.storeDuration.WithLabelValues(name).Observe(e.Duration.Seconds())
+			m.storeErrors.WithLabelValues(name).Inc()
+			if next != nil && next.Failed != nil {
+				next.Failed(ctx, e)
+			}
+		},
+	}
+}
+
+// CommandCounter counts commands by name, for tests and the load tool.
+type CommandCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+// Monitor returns a driver monitor feeding the counter.
+func (c *CommandCounter) Monitor() *event.CommandMonitor {
+	return &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.counts == nil {
+			c.counts = map[string]int{}
+		}
+		c.counts[e.CommandName]++
+	}}
+}
+
+// Take returns the counts since the last Take and resets them.
+func (c *CommandCounter) Take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.counts
+	c.counts = nil
+	if out == nil {
+		out = map[string]int{}
+	}
+	return out
+}

@@ -1,0 +1,195 @@
+package resource
+
+import (
+	"context"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/store"
+)
+
+// Criteria is a parsed conditional-interaction query. Until general search
+// exists, conditional interactions accept `identifier` (token forms
+// system|value, |value, value and system|, OR by commas).
+type Criteria struct {
+	Type   string
+	keys   []string // system|value, |value, system|
+	values []string // bare values: any system
+	norm   string   // canonical text, the guard key
+}
+
+// ParseCriteria parses the query of a conditional interaction on typ.
+func ParseCriteria(typ, query string) (*Criteria, error) {
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fault.New(fault.Invalid, "", "the conditional criteria are not a valid query string: %v", err)
+	}
+	c := &Criteria{Type: typ}
+	for name := range q {
+		if name != "identifier" {
+			return nil, fault.New(fault.Invalid, "", "conditional criteria support only the identifier parameter, not %q", name)
+		}
+	}
+	ids := q["identifier"]
+	if len(ids) != 1 {
+		return nil, fault.New(fault.Invalid, "", "conditional criteria need exactly one identifier parameter")
+	}
+	for _, tok := range splitUnescaped(ids[0], ',') {
+		parts := splitUnescaped(tok, '|')
+		for i := range parts {
+			parts[i] = unescape(parts[i])
+		}
+		switch {
+		case len(parts) == 1 && parts[0] != "":
+			c.values = append(c.values, parts[0])
+		case len(parts) == 2 && (parts[0] != "" || parts[1] != ""):
+			c.keys = append(c.keys, parts[0]+"|"+parts[1])
+		default:
+			return nil, fault.New(fault.Invalid, "", "identifier criteria %q is not system|value, |value, value or system|", tok)
+		}
+	}
+	all := append(append([]string{}, c.keys...), c.values...)
+	sort.Strings(all)
+	c.norm = typ + "?identifier=" + strings.Join(all, ",")
+	return c, nil
+}
+
+func splitUnescaped(s string, sep byte) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' {
+			i++
+			continue
+		}
+		if s[i] == sep {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+func unescape(s string) string {
+	return strings.NewReplacer(`\,`, ",", `\|`, "|", `\$`, "$", `\\`, `\`).Replace(s)
+}
+
+// Match returns up to two current resources matching c: enough to tell
+// none, one and many apart.
+func (s *Service) Match(ctx context.Context, c *Criteria) ([]*store.Record, error) {
+	return s.store.FindByIdentifier(ctx, c.Type, c.keys, c.values, 2)
+}
+
+// ConditionalCreate creates res unless a resource matches c. Concurrent
+// calls with the same criteria create one resource: a guard document keyed
+// by the criteria admits one creator, the others wait for its commit.
+func (s *Service) ConditionalCreate(ctx context.Context, res *fhir.Resource, c *Criteria) (*Outcome, error) {
+	deadline := time.Now().Add(s.guardWait)
+	for attempt := 0; ; attempt++ {
+		if found, err := s.single(ctx, c); err != nil || found != nil {
+			return found, err
+		}
+		id := newID()
+		g := store.Guard{Key: c.norm, Target: store.Key(c.Type, id), Since: s.now().UTC()}
+		held, claimed, err := s.store.ClaimGuard(ctx, g)
+		if err != nil && !isRetry(err) {
+			return nil, err
+		}
+		if claimed || (held != nil && s.abandoned(ctx, held) && s.takeOver(ctx, held, g)) {
+			// Another creator may have committed between our match and our claim.
+			if found, err := s.single(ctx, c); err != nil || found != nil {
+				return found, err
+			}
+			return s.put(ctx, c.Type, id, res, "POST", nil)
+		}
+		if time.Now().After(deadline) {
+			return nil, fault.New(fault.Conflict, "", "a concurrent conditional create with the same criteria did not finish; try again")
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func isRetry(err error) bool { return err == store.ErrVersionTaken }
+
+// single reports the one match of c as a no-op outcome, nil when none
+// matches, and 412 when several do.
+func (s *Service) single(ctx context.Context, c *Criteria) (*Outcome, error) {
+	m, err := s.Match(ctx, c)
+	switch {
+	case err != nil:
+		return nil, err
+	case len(m) > 1:
+		return nil, fault.New(fault.PreconditionFailed, "", "the criteria match more than one %s", c.Type)
+	case len(m) == 1:
+		return &Outcome{Record: m[0], NoOp: true}, nil
+	}
+	return nil, nil
+}
+
+// abandoned reports whether the guard's holder will not create a matching
+// resource: its resource exists (so it no longer matches, or was deleted),
+// or it never appeared within the writers' time limit.
+func (s *Service) abandoned(ctx context.Context, g *store.Guard) bool {
+	typ, id, _ := strings.Cut(g.Target, "/")
+	_, err := s.store.Current(ctx, typ, id)
+	if err == nil {
+		return true
+	}
+	return fault.Is(err, fault.NotFound) && s.now().Sub(g.Since) > s.guardWait
+}
+
+func (s *Service) takeOver(ctx context.Context, held *store.Guard, g store.Guard) bool {
+	ok, err := s.store.TakeOverGuard(ctx, held, g)
+	return err == nil && ok
+}
+
+// ConditionalUpdate updates the one resource matching c, or creates res
+// when none does (under the same guard as a conditional create).
+func (s *Service) ConditionalUpdate(ctx context.Context, res *fhir.Resource, c *Criteria, ifMatch *int64) (*Outcome, error) {
+	m, err := s.Match(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	switch len(m) {
+	case 0:
+		if res.ID() != "" {
+			// The client chose the id: an update-as-create of that id.
+			return s.put(ctx, c.Type, res.ID(), res, "PUT", ifMatch)
+		}
+		return s.ConditionalCreate(ctx, res, c)
+	case 1:
+		if res.ID() != "" && res.ID() != m[0].ID {
+			return nil, fault.New(fault.Invalid, c.Type+".id", "the resource id %q is not the id of the resource the criteria match", res.ID())
+		}
+		res.SetID(m[0].ID)
+		return s.put(ctx, c.Type, m[0].ID, res, "PUT", ifMatch)
+	}
+	return nil, fault.New(fault.PreconditionFailed, "", "the criteria match more than one %s", c.Type)
+}
+
+// ConditionalDelete deletes the one resource matching c; none is a no-op,
+// several is 412 (the server does not delete many at once).
+func (s *Service) ConditionalDelete(ctx context.Context, c *Criteria) (*Outcome, error) {
+	m, err := s.Match(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	switch len(m) {
+	case 0:
+		return &Outcome{NoOp: true}, nil
+	case 1:
+		return s.Delete(ctx, c.Type, m[0].ID, nil)
+	}
+	return nil, fault.New(fault.PreconditionFailed, "", "the criteria match more than one %s", c.Type)
+}
+
+// History returns a page of versions; see store.HistoryQuery.
+func (s *Service) History(ctx context.Context, q store.HistoryQuery) ([]*store.Record, bool, error) {
+	return s.store.History(ctx, q)
+}
