@@ -71,7 +71,7 @@ func (r *Resource) SetMeta(versionID string, lastUpdated time.Time) {
 		meta = r.root.get("meta")
 	}
 	setMember(meta, "versionId", value{kind: kString, str: versionID}, "extension", "id")
-	ts := lastUpdated.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	ts := lastUpdated.UTC().Format(InstantLayout)
 	setMember(meta, "lastUpdated", value{kind: kString, str: ts}, "_versionId", "versionId")
 }
 

@@ -99,12 +99,15 @@ func (s *Service) ConditionalCreate(ctx context.Context, res *fhir.Resource, c *
 		if err != nil && !isRetry(err) {
 			return nil, err
 		}
-		if claimed || (held != nil && s.abandoned(ctx, held) && s.takeOver(ctx, held, g)) {
-			// Another creator may have committed between our match and our claim.
+		if claimed {
+			return s.create(ctx, c.Type, id, res)
+		}
+		if held != nil && s.abandoned(ctx, held) && s.takeOver(ctx, held, g) {
+			// The holder's resource exists and may match after all.
 			if found, err := s.single(ctx, c); err != nil || found != nil {
 				return found, err
 			}
-			return s.put(ctx, c.Type, id, res, "POST", nil)
+			return s.create(ctx, c.Type, id, res)
 		}
 		if time.Now().After(deadline) {
 			return nil, fault.New(fault.Conflict, "", "a concurrent conditional create with the same criteria did not finish; try again")

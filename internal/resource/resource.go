@@ -76,7 +76,13 @@ func gone(r *store.Record) error {
 // Create stores res under a new server-assigned id. The client's id, if
 // any, is ignored as the spec requires.
 func (s *Service) Create(ctx context.Context, res *fhir.Resource) (*Outcome, error) {
-	return s.put(ctx, res.Type(), newID(), res, "POST", nil)
+	return s.create(ctx, res.Type(), newID(), res)
+}
+
+// create writes version 1 of a fresh server-assigned id. Such an id cannot
+// exist yet, so the first attempt skips reading it.
+func (s *Service) create(ctx context.Context, typ, id string, res *fhir.Resource) (*Outcome, error) {
+	return s.write(ctx, typ, id, res, "POST", nil, true)
 }
 
 // Update stores res as the next version of typ/id, creating it if needed
@@ -98,12 +104,21 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch *int64) (*
 	return s.put(ctx, typ, id, nil, "DELETE", ifMatch)
 }
 
-// put is the one write path: res nil means delete.
 func (s *Service) put(ctx context.Context, typ, id string, res *fhir.Resource, method string, ifMatch *int64) (*Outcome, error) {
+	return s.write(ctx, typ, id, res, method, ifMatch, false)
+}
+
+// write is the one write path: res nil means delete. fresh means the id
+// was just made, so no current version needs reading at first.
+func (s *Service) write(ctx context.Context, typ, id string, res *fhir.Resource, method string, ifMatch *int64, fresh bool) (*Outcome, error) {
 	unlock := s.locks.lock(store.Key(typ, id))
 	defer unlock()
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		prev, err := s.store.Current(ctx, typ, id)
+		var prev *store.Record
+		var err error
+		if !fresh || attempt > 0 {
+			prev, err = s.store.Current(ctx, typ, id)
+		}
 		if err != nil && !fault.Is(err, fault.NotFound) {
 			return nil, err
 		}

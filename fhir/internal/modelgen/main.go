@@ -6,7 +6,10 @@
 //     their types, cardinality, code enums and required complex elements;
 //   - the samply golang-fhir-models sources (a module dependency): required
 //     primitives (json tags without omitempty, which the schema does not list)
-//     and the set of resource types that both sources know.
+//     and the set of resource types that both sources know;
+//   - the google/fhir R4 core protos (a module dependency, github.com/google/fhir/go):
+//     the resource types each Reference element may refer to (the
+//     valid_reference_type field option), see targets.go.
 package main
 
 import (
@@ -55,6 +58,9 @@ type Element struct {
 	Required bool     `json:"r,omitempty"`
 	Enum     []string `json:"e,omitempty"`
 	Choice   string   `json:"c,omitempty"`
+	// Targets are the resource types a Reference element may refer to;
+	// none means any.
+	Targets []string `json:"targets,omitempty"`
 }
 
 type schema struct {
@@ -99,6 +105,9 @@ func main() {
 	}
 	m, err := build(&s, structs, samplyResources)
 	if err != nil {
+		log.Fatal(err)
+	}
+	if err := addTargets(m); err != nil {
 		log.Fatal(err)
 	}
 	var out bytes.Buffer

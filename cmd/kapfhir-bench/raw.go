@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+
+	"github.com/kapfhir/kapfhir/internal/store"
+)
+
+// The driver side's collections: the service's layout under other names, so
+// its data stays untouched.
+const (
+	benchResources = "bench_resources"
+	benchHistory   = "bench_history"
+	benchCounters  = "bench_counters"
+)
+
+// rawSide sends, with the driver alone, the store commands the service sends
+// for each interaction:
+//   - create: $inc the change counter (findAndModify), insert the version into
+//     history, upsert it into resources with a version condition;
+//   - read: find the current version by _id;
+//   - update: find the current version, then the three writes of create.
+type rawSide struct {
+	client    *mongo.Client
+	db        *mongo.Database
+	resources *mongo.Collection
+	history   *mongo.Collection
+	counters  *mongo.Collection
+	opTimeout time.Duration
+	ids       idPool
+}
+
+// connect opens the driver side's client with the service's settings: one
+// connection on FerretDB, which applies updates by read-modify-write and is
+// only atomic when commands are serialised; majority, journaled writes on
+// MongoDB.
+func connect(ctx context.Context, uri, database string, embedded bool, opTimeout time.Duration) (*rawSide, error) {
+	co := options.Client().ApplyURI(uri).SetServerSelectionTimeout(opTimeout)
+	if embedded {
+		co.SetMaxPoolSize(1)
+	} else {
+		j := true
+		co.SetWriteConcern(&writeconcern.WriteConcern{W: "majority", Journal: &j})
+	}
+	client, err := mongo.Connect(co)
+	if err != nil {
+		return nil, fmt.Errorf("connect to MongoDB: %w", err)
+	}
+	db := client.Database(database)
+	r := &rawSide{
+		client: client, db: db,
+		resources: db.Collection(benchResources),
+		history:   db.Collection(benchHistory),
+		counters:  db.Collection(benchCounters),
+		opTimeout: opTimeout,
+	}
+	pctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if err := client.Ping(pctx, nil); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, fmt.Errorf("ping MongoDB: %w", err)
+	}
+	return r, nil
+}
+
+// prepare drops what an interrupted run may have left and creates the
+// service's indexes on the bench collections, so writes maintain as many
+// indexes as the service's do.
+func (r *rawSide) prepare(ctx context.Context) error {
+	if err := r.drop(ctx); err != nil {
+		return err
+	}
+	names := map[string]string{"resources": benchResources, "history": benchHistory}
+	for coll, models := range store.Indexes() {
+		name, ok := names[coll]
+		if !ok {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, r.opTimeout)
+		_, err := r.db.Collection(name).Indexes().CreateMany(cctx, models)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("create indexes on %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// drop removes the bench collections.
+func (r *rawSide) drop(ctx context.Context) error {
+	for _, c := range []*mongo.Collection{r.resources, r.history, r.counters} {
+		cctx, cancel := context.WithTimeout(ctx, r.opTimeout)
+		err := c.Drop(cctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("drop %s: %w", c.Name(), err)
+		}
+	}
+	return nil
+}
+
+func (r *rawSide) close() { _ = r.client.Disconnect(context.Background()) }
+
+func (r *rawSide) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.opTimeout)
+}
+
+// record is version vid of Observation id as the service would store it.
+func record(i int, id string, vid int64, method string) *store.Record {
+	update := method == "PUT"
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	keys, values := identifierKeys(i)
+	return &store.Record{
+		Type: "Observation", ID: id, VersionID: vid, LastUpdated: now, Method: method,
+		Raw:         string(observation(i, update, id, strconv.FormatInt(vid, 10), now)),
+		Identifiers: keys, IdentifierValues: values,
+	}
+}
+
+type historyDoc struct {
+	Key          string `bson:"_id"`
+	store.Record `bson:",inline"`
+}
+
+// errVersionTaken: another writer inserted this version first.
+var errVersionTaken = errors.New("version already committed")
+
+// commit is the service's Commit: sequence, history insert, current upsert.
+func (r *rawSide) commit(ctx context.Context, rec *store.Record) error {
+	cctx, cancel := r.op(ctx)
+	var c struct {
+		Seq int64 `bson:"seq"`
+	}
+	err := r.counters.FindOneAndUpdate(cctx,
+		bson.D{{Key: "_id", Value: "changes"}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(1)}}}},
+		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
+	).Decode(&c)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("allocate sequence: %w", err)
+	}
+	rec.Seq = c.Seq
+	key := store.Key(rec.Type, rec.ID)
+	cctx, cancel = r.op(ctx)
+	_, err = r.history.InsertOne(cctx, historyDoc{Key: key + "/_history/" + strconv.FormatInt(rec.VersionID, 10), Record: *rec})
+	cancel()
+	if mongo.IsDuplicateKeyError(err) {
+		return errVersionTaken
+	}
+	if err != nil {
+		return fmt.Errorf("insert version: %w", err)
+	}
+	cctx, cancel = r.op(ctx)
+	defer cancel()
+	filter := bson.D{{Key: "_id", Value: key}, {Key: "vid", Value: bson.D{{Key: "$lt", Value: rec.VersionID}}}}
+	_, err = r.resources.ReplaceOne(cctx, filter, rec, options.Replace().SetUpsert(true))
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("replace current version: %w", err)
+	}
+	return nil
+}
+
+func (r *rawSide) current(ctx context.Context, id string) (*store.Record, error) {
+	cctx, cancel := r.op(ctx)
+	defer cancel()
+	var rec store.Record
+	if err := r.resources.FindOne(cctx, bson.D{{Key: "_id", Value: store.Key("Observation", id)}}).Decode(&rec); err != nil {
+		return nil, fmt.Errorf("find Observation/%s: %w", id, err)
+	}
+	return &rec, nil
+}
+
+func (r *rawSide) create(ctx context.Context, i int) error {
+	id := newID()
+	if err := r.commit(ctx, record(i, id, 1, "POST")); err != nil {
+		return err
+	}
+	r.ids.add(id)
+	return nil
+}
+
+func (r *rawSide) read(ctx context.Context, i int) error {
+	id, err := r.ids.pick(i)
+	if err != nil {
+		return err
+	}
+	rec, err := r.current(ctx, id)
+	if err != nil {
+		return err
+	}
+	if rec.Raw == "" {
+		return fmt.Errorf("Observation/%s has no content", id)
+	}
+	return nil
+}
+
+func (r *rawSide) update(ctx context.Context, i int) error {
+	id, err := r.ids.pick(i)
+	if err != nil {
+		return err
+	}
+	// Like the service, try again when a concurrent writer took the version.
+	for attempt := 0; attempt < 10; attempt++ {
+		prev, err := r.current(ctx, id)
+		if err != nil {
+			return err
+		}
+		err = r.commit(ctx, record(i, id, prev.VersionID+1, "PUT"))
+		if !errors.Is(err, errVersionTaken) {
+			return err
+		}
+	}
+	return fmt.Errorf("update Observation/%s: lost 10 version races", id)
+}
+
+// serverInfo is what the store says about itself.
+type serverInfo struct {
+	Version         string `bson:"version"`
+	FerretDBVersion string `bson:"ferretdbVersion"`
+}
+
+func (r *rawSide) serverInfo(ctx context.Context) (serverInfo, error) {
+	cctx, cancel := r.op(ctx)
+	defer cancel()
+	var si serverInfo
+	err := r.db.RunCommand(cctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&si)
+	return si, err
+}
+
+// countDocs counts the documents of the named collections.
+func (r *rawSide) countDocs(ctx context.Context, names ...string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, name := range names {
+		cctx, cancel := r.op(ctx)
+		n, err := r.db.Collection(name).CountDocuments(cctx, bson.D{})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("count %s: %w", name, err)
+		}
+		out[name] = n
+	}
+	return out, nil
+}

@@ -1,0 +1,188 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/fhir/go/fhirversion"
+	"github.com/google/fhir/go/jsonformat"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapfhir/kapfhir/internal/httpapi"
+	"github.com/kapfhir/kapfhir/internal/metrics"
+	"github.com/kapfhir/kapfhir/internal/resource"
+	"github.com/kapfhir/kapfhir/internal/store"
+	"github.com/kapfhir/kapfhir/internal/storetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
+
+// env is one server under test on its own database.
+type env struct {
+	t        *testing.T
+	srv      *httptest.Server
+	store    *store.Store
+	reg      *prometheus.Registry
+	commands *metrics.CommandCounter
+	logs     *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{t: t, reg: prometheus.NewRegistry(), commands: &metrics.CommandCounter{}, logs: &syncBuffer{}}
+	m := metrics.New(e.reg)
+	e.store = storetest.Open(t, m.CommandMonitor(e.commands.Monitor()))
+	e.srv = httptest.NewServer(e.handler(m, e.store))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *env) handler(m *metrics.Metrics, st *store.Store) http.Handler {
+	return httpapi.New(httpapi.Config{
+		Resources:    resource.New(st, time.Now),
+		Ready:        st.Ping,
+		Metrics:      m,
+		Gatherer:     e.reg,
+		Logger:       slog.New(slog.NewJSONHandler(e.logs, nil)),
+		MaxBodyBytes: 1 << 20,
+		Version:      "test",
+		Started:      time.Now(),
+	})
+}
+
+// second returns another service instance on the same database, as a
+// second replica of the service would be.
+func (e *env) second() *httptest.Server {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{
+		Resources: resource.New(e.store, time.Now), Ready: e.store.Ping, Metrics: m, Gatherer: reg,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20, Started: time.Now(),
+	}))
+	e.t.Cleanup(srv.Close)
+	return srv
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	d := json.NewDecoder(bytes.NewReader(r.body))
+	d.UseNumber()
+	if err := d.Decode(&m); err != nil {
+		t.Fatalf("response is not JSON: %v: %s", err, r.body)
+	}
+	return m
+}
+
+// expression returns the first issue's first expression of an OperationOutcome.
+func (r *response) expression(t *testing.T) string {
+	t.Helper()
+	issues, _ := r.json(t)["issue"].([]any)
+	if len(issues) == 0 {
+		return ""
+	}
+	exprs, _ := issues[0].(map[string]any)["expression"].([]any)
+	if len(exprs) == 0 {
+		return ""
+	}
+	return exprs[0].(string)
+}
+
+var validator = func() *jsonformat.Unmarshaller {
+	u, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}()
+
+// do sends a request to base and checks what every response must be: no
+// 5xx, and any FHIR body valid by an independent R4 implementation.
+func do(t *testing.T, base, method, path, body string, headers ...string) *response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, base+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &response{status: res.StatusCode, header: res.Header, body: b}
+	if r.status >= 500 {
+		t.Errorf("%s %s: status %d: %s", method, path, r.status, b)
+	}
+	if len(b) > 0 && strings.HasPrefix(res.Header.Get("Content-Type"), "application/fhir+json") {
+		if _, err := validator.Unmarshal(b); err != nil {
+			t.Errorf("%s %s returned a resource google/fhir rejects: %v\n%s", method, path, err, b)
+		}
+	}
+	return r
+}
+
+func (e *env) do(method, path, body string, headers ...string) *response {
+	e.t.Helper()
+	return do(e.t, e.srv.URL, method, path, body, headers...)
+}
+
+// create posts body and returns the new id.
+func (e *env) create(typ, body string) string {
+	e.t.Helper()
+	r := e.do("POST", "/fhir/"+typ, body)
+	if r.status != http.StatusCreated {
+		e.t.Fatalf("create %s: %d %s", typ, r.status, r.body)
+	}
+	return r.json(e.t)["id"].(string)
+}
+
+func (e *env) get(path string, headers ...string) *response {
+	e.t.Helper()
+	return do(e.t, e.srv.URL, "GET", path, "", headers...)
+}

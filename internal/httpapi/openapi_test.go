@@ -1,0 +1,245 @@
+package httpapi
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapfhir/kapfhir"
+	"github.com/kapfhir/kapfhir/internal/config"
+	"github.com/kapfhir/kapfhir/internal/metrics"
+)
+
+// loadOpenAPI parses and validates the embedded openapi.yaml.
+func loadOpenAPI(t *testing.T) *openapi3.T {
+	t.Helper()
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(kapfhir.OpenAPI)
+	if err != nil {
+		t.Fatalf("openapi.yaml does not load: %v", err)
+	}
+	if !doc.IsOpenAPI31OrLater() {
+		t.Errorf("openapi.yaml declares OpenAPI %q, want 3.1", doc.OpenAPI)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("openapi.yaml is not valid: %v", err)
+	}
+	return doc
+}
+
+// specRoutes returns "METHOD /path" for every operation in doc.
+func specRoutes(doc *openapi3.T) map[string]*openapi3.Operation {
+	ops := map[string]*openapi3.Operation{}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			ops[strings.ToUpper(method)+" "+path] = op
+		}
+	}
+	return ops
+}
+
+// openAPIPath turns a gin route (/fhir/:type/:id, /files/*path) into an
+// OpenAPI path template (/fhir/{type}/{id}).
+func openAPIPath(ginPath string) string {
+	parts := strings.Split(ginPath, "/")
+	for i, p := range parts {
+		if strings.HasPrefix(p, ":") || strings.HasPrefix(p, "*") {
+			parts[i] = "{" + p[1:] + "}"
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+func newTestEngine(t *testing.T) *gin.Engine {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	h := New(Config{
+		Metrics:      metrics.New(reg),
+		Gatherer:     reg,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Ready:        func(context.Context) error { return nil },
+		MaxBodyBytes: 1 << 20,
+		Version:      "test",
+	})
+	engine, ok := h.(*gin.Engine)
+	if !ok {
+		t.Fatalf("New returned %T, want *gin.Engine", h)
+	}
+	return engine
+}
+
+// TestOpenAPIMatchesRouter keeps openapi.yaml and the router in step: every
+// registered route is documented, and every documented operation is served.
+func TestOpenAPIMatchesRouter(t *testing.T) {
+	doc := loadOpenAPI(t)
+	documented := specRoutes(doc)
+
+	served := map[string]bool{}
+	for _, r := range newTestEngine(t).Routes() {
+		served[r.Method+" "+openAPIPath(r.Path)] = true
+	}
+	if len(served) == 0 {
+		t.Fatal("the router has no routes")
+	}
+
+	var undocumented, unserved []string
+	for k := range served {
+		if _, ok := documented[k]; !ok {
+			undocumented = append(undocumented, k)
+		}
+	}
+	for k := range documented {
+		if !served[k] {
+			unserved = append(unserved, k)
+		}
+	}
+	sort.Strings(undocumented)
+	sort.Strings(unserved)
+	for _, k := range undocumented {
+		t.Errorf("route %s is served but missing from openapi.yaml", k)
+	}
+	for _, k := range unserved {
+		t.Errorf("operation %s is in openapi.yaml but the router does not serve it", k)
+	}
+}
+
+// TestOpenAPIRoutesTable checks the spec against the routes table too, so a
+// route added there without a handler registration still shows up.
+func TestOpenAPIRoutesTable(t *testing.T) {
+	documented := specRoutes(loadOpenAPI(t))
+	for _, rt := range routes {
+		if _, ok := documented[rt.method+" "+openAPIPath(rt.path)]; !ok {
+			t.Errorf("routes table entry %s %s (%s) is missing from openapi.yaml", rt.method, rt.path, rt.interaction)
+		}
+	}
+}
+
+// TestOpenAPIConventions checks what the spec promises for every FHIR
+// operation: the format parameters, the history paging parameters, the
+// conditional headers, JSON bodies and OperationOutcome errors.
+func TestOpenAPIConventions(t *testing.T) {
+	doc := loadOpenAPI(t)
+
+	if len(doc.Servers) == 0 {
+		t.Error("openapi.yaml has no servers")
+	} else {
+		def, err := config.Load(map[string]string{})
+		if err != nil {
+			t.Fatalf("default config: %v", err)
+		}
+		if want := "http://" + def.HTTPAddr; doc.Servers[0].URL != want {
+			t.Errorf("servers[0].url = %q, want the default listen address %q", doc.Servers[0].URL, want)
+		}
+	}
+
+	params := func(path string, op *openapi3.Operation) map[string]string {
+		in := map[string]string{}
+		for _, ps := range []openapi3.Parameters{doc.Paths.Value(path).Parameters, op.Parameters} {
+			for _, p := range ps {
+				if p.Value != nil {
+					in[p.Value.Name] = p.Value.In
+				}
+			}
+		}
+		return in
+	}
+	want := func(t *testing.T, key string, in map[string]string, name, where string) {
+		t.Helper()
+		if in[name] != where {
+			t.Errorf("%s: no %s parameter %q", key, where, name)
+		}
+	}
+
+	for key, op := range specRoutes(doc) {
+		method, path, _ := strings.Cut(key, " ")
+		if op.OperationID == "" {
+			t.Errorf("%s: no operationId", key)
+		}
+		if !strings.HasPrefix(path, "/fhir/") {
+			continue
+		}
+		in := params(path, op)
+		want(t, key, in, "_format", "query")
+		want(t, key, in, "_pretty", "query")
+		for _, seg := range strings.Split(path, "/") {
+			if strings.HasPrefix(seg, "{") {
+				want(t, key, in, strings.Trim(seg, "{}"), "path")
+			}
+		}
+		if strings.HasSuffix(path, "/_history") {
+			for _, q := range []string{"_count", "_since", "_page"} {
+				want(t, key, in, q, "query")
+			}
+		}
+		if op.Responses.Value("406") == nil {
+			t.Errorf("%s: no 406 response", key)
+		}
+
+		switch key {
+		case "POST /fhir/{type}":
+			want(t, key, in, "If-None-Exist", "header")
+		case "PUT /fhir/{type}", "DELETE /fhir/{type}":
+			want(t, key, in, "identifier", "query")
+		case "GET /fhir/{type}/{id}":
+			want(t, key, in, "If-None-Match", "header")
+			want(t, key, in, "If-Modified-Since", "header")
+			if op.Responses.Value("304") == nil {
+				t.Errorf("%s: no 304 response", key)
+			}
+		case "PUT /fhir/{type}/{id}", "DELETE /fhir/{type}/{id}":
+			want(t, key, in, "If-Match", "header")
+		}
+
+		if method == "POST" || method == "PUT" {
+			if op.RequestBody == nil || op.RequestBody.Value == nil || op.RequestBody.Value.Content.Get("application/fhir+json") == nil {
+				t.Errorf("%s: no application/fhir+json request body", key)
+			}
+			for _, code := range []string{"413", "415"} {
+				if op.Responses.Value(code) == nil {
+					t.Errorf("%s: no %s response", key, code)
+				}
+			}
+		}
+
+		for code, resp := range op.Responses.Map() {
+			if code == "304" || code == "204" || resp.Value == nil {
+				continue
+			}
+			mt := resp.Value.Content.Get("application/fhir+json")
+			if mt == nil || mt.Schema == nil {
+				t.Errorf("%s: response %s has no application/fhir+json schema", key, code)
+				continue
+			}
+			if code >= "400" && mt.Schema.Ref != "#/components/schemas/OperationOutcome" {
+				t.Errorf("%s: error response %s is %q, want an OperationOutcome", key, code, mt.Schema.Ref)
+			}
+		}
+	}
+
+	for _, name := range []string{"Resource", "Bundle", "OperationOutcome", "CapabilityStatement"} {
+		if doc.Components.Schemas[name] == nil {
+			t.Errorf("components.schemas has no %s", name)
+		}
+	}
+}
+
+// TestOpenAPIPath covers the gin-to-OpenAPI path conversion.
+func TestOpenAPIPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/healthz":                      "/healthz",
+		"/fhir/:type":                   "/fhir/{type}",
+		"/fhir/:type/:id/_history/:vid": "/fhir/{type}/{id}/_history/{vid}",
+		"/static/*filepath":             "/static/{filepath}",
+	} {
+		if got := openAPIPath(in); got != want {
+			t.Errorf("openAPIPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
