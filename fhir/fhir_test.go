@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/fhir/go/fhirversion"
+	"github.com/google/fhir/go/jsonformat"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kapfhir/kapfhir/internal/fault"
@@ -44,6 +46,7 @@ func TestParseResourceRejects(t *testing.T) {
 		{"array for single", `{"resourceType":"Patient","gender":["male"]}`, fault.Invalid, codeStructure, "Patient.gender"},
 		{"single for array", `{"resourceType":"Patient","name":{"family":"x"}}`, fault.Invalid, codeStructure, "Patient.name"},
 		{"decimal as string", obs + `,"valueQuantity":{"value":"1.5"}}`, fault.Invalid, codeStructure, "Observation.valueQuantity.value"},
+		{"decimal out of range", obs + `,"valueQuantity":{"value":1e400}}`, fault.Invalid, codeValue, "Observation.valueQuantity.value"},
 		{"boolean as string", `{"resourceType":"Patient","active":"true"}`, fault.Invalid, codeStructure, "Patient.active"},
 		{"string as number", `{"resourceType":"Patient","name":[{"family":1}]}`, fault.Invalid, codeStructure, "Patient.name[0].family"},
 		{"integer with fraction", obs + `,"valueInteger":1.0}`, fault.Invalid, codeValue, "Observation.valueInteger"},
@@ -73,6 +76,17 @@ func TestParseResourceRejects(t *testing.T) {
 		{"bad reference", obs + `,"subject":{"reference":"Patient"}}`, fault.Unprocessable, codeValue, "Observation.subject.reference"},
 		{"reference to unknown type", obs + `,"subject":{"reference":"Patientx/1"}}`, fault.Unprocessable, codeValue, "Observation.subject.reference"},
 		{"reference with bad id", obs + `,"subject":{"reference":"Patient/a_b"}}`, fault.Unprocessable, codeValue, "Observation.subject.reference"},
+		{"reference target type", obs + `,"performer":[{"reference":"Practitioner/1"},{"reference":"Encounter/example"}]}`, fault.Unprocessable, codeValue, "Observation.performer[1].reference"},
+		{"reference target type with version", obs + `,"subject":{"reference":"Encounter/1/_history/2"}}`, fault.Unprocessable, codeValue, "Observation.subject.reference"},
+		{"reference target type in URL", obs + `,"performer":[{"reference":"https://example.org/fhir/Encounter/1/_history/2"}]}`, fault.Unprocessable, codeValue, "Observation.performer[0].reference"},
+		{"reference target type contained", obs + `,"contained":[{"resourceType":"Encounter","id":"e","status":"planned","class":{"code":"x"}}],"subject":{"reference":"#e"}}`, fault.Unprocessable, codeValue, "Observation.subject.reference"},
+		{"reference target type container", `{"resourceType":"Encounter","status":"planned","class":{"code":"x"},"contained":[{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"subject":{"reference":"#"}}]}`, fault.Unprocessable, codeValue, "Encounter.contained[0].subject.reference"},
+		{"reference target type backbone", `{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/1"},"dispenseRequest":{"performer":{"reference":"Practitioner/f001"}}}`, fault.Unprocessable, codeValue, "MedicationRequest.dispenseRequest.performer.reference"},
+		{"reference target type choice", `{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationReference":{"reference":"Substance/1"},"subject":{"reference":"Patient/1"}}`, fault.Unprocessable, codeValue, "MedicationRequest.medicationReference.reference"},
+		{"reference target type data type", `{"resourceType":"Patient","identifier":[{"value":"1","assigner":{"reference":"Patient/1"}}]}`, fault.Unprocessable, codeValue, "Patient.identifier[0].assigner.reference"},
+		{"reference type element", obs + `,"subject":{"type":"Encounter","display":"x"}}`, fault.Unprocessable, codeValue, "Observation.subject.type"},
+		{"reference type element URL", obs + `,"subject":{"reference":"Patient/1","type":"http://hl7.org/fhir/StructureDefinition/Encounter"}}`, fault.Unprocessable, codeValue, "Observation.subject.type"},
+		{"reference target type in bundle entry", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"contained":[{"resourceType":"Patient","id":"p"}],"subject":{"reference":"#p"},"performer":[{"reference":"#p"},{"reference":"#"}]}}]}`, fault.Unprocessable, codeValue, "Bundle.entry[0].resource.performer[1].reference"},
 		{"contained unknown element", `{"resourceType":"Patient","contained":[{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"cod":1}]}`, fault.Invalid, codeStructure, "Patient.contained[0].cod"},
 		{"contained missing status", `{"resourceType":"Patient","contained":[{"resourceType":"Observation","id":"o","code":{"text":"x"}}]}`, fault.Unprocessable, codeRequired, "Patient.contained[0].status"},
 		{"contained in contained", `{"resourceType":"Patient","contained":[{"resourceType":"Patient","id":"p","contained":[{"resourceType":"Patient","id":"q"}]}]}`, fault.Unprocessable, codeInvariant, "Patient.contained[0].contained"},
@@ -142,7 +156,7 @@ var goodInputs = []string{
 	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1.50},"_status":{"extension":[{"url":"http://e","valueDecimal":0.000}]},"contained":[{"resourceType":"Patient","id":"p1","name":[{"given":["A",null,"C"],"_given":[null,{"extension":[{"url":"http://e","valueString":"B"}]},null]}]}],"subject":{"reference":"#p1"}}`,
 	`{"resourceType":"Patient","id":"x.1-a","meta":{"profile":["http://p"],"_versionId":{"id":"v"}},"active":true,"multipleBirthInteger":-0,"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">a &amp; <b>b</b> é \"q\" \\ \n</div>"},"birthDate":"2000-02-29","name":[{"family":"O'Brien","given":["<script>"]}],"photo":[{"size":0,"data":"AAEC\nAw=="}],"identifier":[{"system":"urn:oid:1.2.3","value":"1"},{"value":"2"}]}`,
 	`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:2f7e3c2a-8c0e-4c4f-9b56-0c3f1d7c1a11","resource":{"resourceType":"Patient","active":false},"request":{"method":"POST","url":"Patient"}},{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:2f7e3c2a-8c0e-4c4f-9b56-0c3f1d7c1a11"},"valueQuantity":{"value":1e-7}},"request":{"method":"PUT","url":"Observation/1"}}]}`,
-	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/1/_history/2"},"performer":[{"reference":"https://example.org/fhir/Practitioner/1"},{"reference":"#"}],"effectiveDateTime":"2020-01-01T23:59:60.123+14:00","valueTime":"10:00:00"}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/1/_history/2"},"performer":[{"reference":"https://example.org/fhir/Practitioner/1"},{"reference":"Patient/p","type":"Patient"},{"reference":"urn:uuid:2f7e3c2a-8c0e-4c4f-9b56-0c3f1d7c1a11"},{"type":"http://example.org/StructureDefinition/Doctor","identifier":{"value":"1"}}],"hasMember":[{"reference":"#"}],"focus":[{"reference":"Encounter/1"}],"effectiveDateTime":"2020-01-01T23:59:60.123+14:00","valueTime":"10:00:00"}`,
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -391,5 +405,69 @@ func BenchmarkParseResource(b *testing.B) {
 		if _, err := ParseResource(body); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestReferenceTargets checks the generated targets of a few elements.
+func TestReferenceTargets(t *testing.T) {
+	m := model()
+	for _, c := range []struct {
+		typ, elem string
+		want      []string
+	}{
+		{"Observation", "performer", []string{"Practitioner", "PractitionerRole", "Organization", "CareTeam", "Patient", "RelatedPerson"}},
+		{"Observation", "subject", []string{"Patient", "Group", "Device", "Location"}},
+		{"Observation", "focus", nil}, // Reference(Any)
+		{"MedicationRequest_DispenseRequest", "performer", []string{"Organization"}},
+		{"MedicationRequest", "medicationReference", []string{"Medication"}},
+		{"Identifier", "assigner", []string{"Organization"}},
+		{"Extension", "valueReference", nil},
+		{"Bundle_Entry", "resource", nil},
+	} {
+		if diff := cmp.Diff(c.want, m.types[c.typ].elems[c.elem].targets); diff != "" {
+			t.Errorf("%s.%s targets (-want +got):\n%s", c.typ, c.elem, diff)
+		}
+	}
+	n := 0
+	for _, td := range m.types {
+		for _, e := range td.elems {
+			if e.targets != nil {
+				n++
+			}
+		}
+	}
+	if n < 600 {
+		t.Errorf("%d elements with targets, want the R4 core's 650", n)
+	}
+}
+
+// TestReferenceTargetsAgreeWithGoogle checks that the google/fhir/go R4
+// parser, the source of the targets, rejects what the target check rejects.
+func TestReferenceTargetsAgreeWithGoogle(t *testing.T) {
+	u, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{
+		obs + `,"performer":[{"reference":"Encounter/example"}]}`,
+		obs + `,"subject":{"reference":"Encounter/1/_history/2"}}`,
+		`{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/1"},"dispenseRequest":{"performer":{"reference":"Practitioner/f001"}}}`,
+		`{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationReference":{"reference":"Substance/1"},"subject":{"reference":"Patient/1"}}`,
+		`{"resourceType":"Patient","identifier":[{"value":"1","assigner":{"reference":"Patient/1"}}]}`,
+	} {
+		if _, err := u.UnmarshalR4([]byte(in)); err == nil {
+			t.Errorf("google/fhir/go accepts %s", in)
+		}
+		if _, err := ParseResource([]byte(in)); !fault.Is(err, fault.Unprocessable) {
+			t.Errorf("ParseResource(%s) = %v, want Unprocessable", in, err)
+		}
+	}
+	// And both accept the allowed types.
+	ok := obs + `,"performer":[{"reference":"Practitioner/1"}],"subject":{"reference":"Group/1"},"focus":[{"reference":"Encounter/1"}]}`
+	if _, err := u.UnmarshalR4([]byte(ok)); err != nil {
+		t.Errorf("google/fhir/go rejects %s: %v", ok, err)
+	}
+	if _, err := ParseResource([]byte(ok)); err != nil {
+		t.Errorf("ParseResource(%s): %v", ok, err)
 	}
 }

@@ -1,5 +1,6 @@
 package fhir
 
 // model.json is generated from spec/fhir.schema.r4-4.0.1.json and the samply
-// Go models (for required primitives and the list of resource types).
+// Go models (for required primitives and the list of resource types) and the
+// google/fhir R4 protos (for the target types of references, see spec/README.md).
 //go:generate go run ./internal/modelgen

@@ -45,6 +45,9 @@ type elem struct {
 	enum     map[string]bool
 	prim     *primitive
 	complex  *typeDef
+	// targets are the resource types a Reference element may refer to,
+	// nil for any.
+	targets []string
 }
 
 // primitive is a FHIR primitive type; re is nil for the types checked by
@@ -67,6 +70,7 @@ type fileModel struct {
 		Required bool     `json:"r"`
 		Enum     []string `json:"e"`
 		Choice   string   `json:"c"`
+		Targets  []string `json:"targets"`
 	} `json:"types"`
 }
 
@@ -137,7 +141,10 @@ func loadModel(data []byte) (*schemaModel, error) {
 		td := m.types[name]
 		td.elems = make(map[string]*elem, len(elems))
 		for en, fe := range elems {
-			e := &elem{name: en, extKey: "_" + en, typ: fe.Type, array: fe.Array, required: fe.Required, choice: fe.Choice}
+			e := &elem{name: en, extKey: "_" + en, typ: fe.Type, array: fe.Array, required: fe.Required, choice: fe.Choice, targets: fe.Targets}
+			if e.targets != nil && fe.Type != "Reference" {
+				return nil, fmt.Errorf("%s.%s: targets on type %s", name, en, fe.Type)
+			}
 			if fe.Enum != nil {
 				e.enum = make(map[string]bool, len(fe.Enum))
 				for _, c := range fe.Enum {

@@ -27,7 +27,8 @@ type Identifier struct{ System, Value string }
 // Invalid when the JSON cannot be a resource of its type (syntax, unknown
 // element, wrong JSON type, bad primitive, unknown code or resourceType,
 // null), Kind Unprocessable when it breaks a FHIR rule (missing required
-// element, several types of one choice, bad reference). All issues found are
+// element, several types of one choice, bad reference, reference to a
+// resource type the element does not allow). All issues found are
 // reported, up to 100, each with its expression.
 func ParseResource(body []byte) (*Resource, error) {
 	root, err := decodeJSON(body)
@@ -38,7 +39,7 @@ func ParseResource(body []byte) (*Resource, error) {
 		return nil, fault.New(fault.Invalid, "", "a resource must be a JSON object")
 	}
 	v := newValidator(model())
-	typ := v.resource(&root)
+	typ := v.resource(&root, false)
 	if err := v.err(); err != nil {
 		return nil, err
 	}

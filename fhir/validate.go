@@ -29,6 +29,11 @@ type validator struct {
 	path    []byte
 	issues  []fault.Issue
 	invalid bool // an Invalid (400) issue was found; otherwise Unprocessable
+	// container holds the members of the resource whose contained
+	// resources local references (#id) resolve to: the innermost resource
+	// that is not itself contained. (The members, not the *value, so that
+	// the root value need not escape to the heap.)
+	container []member
 }
 
 func newValidator(m *schemaModel) *validator {
@@ -88,8 +93,9 @@ func (v *validator) pushIndex(i int) int {
 
 // resource checks an object that must be a resource and returns its type, or
 // "" when the type is missing or unknown. At the root the path becomes the
-// type name; nested resources continue their parent's path.
-func (v *validator) resource(r *value) string {
+// type name; nested resources continue their parent's path. A contained
+// resource resolves local references in its container.
+func (v *validator) resource(r *value, contained bool) string {
 	rt := r.get("resourceType")
 	switch {
 	case rt == nil:
@@ -103,7 +109,12 @@ func (v *validator) resource(r *value) string {
 	if n == 0 {
 		v.path = append(v.path, rt.str...)
 	}
+	container := v.container
+	if !contained {
+		v.container = r.obj
+	}
 	v.object(v.m.resources[rt.str], r, true)
+	v.container = container
 	v.path = v.path[:n]
 	return rt.str
 }
@@ -222,8 +233,11 @@ func (v *validator) single(e *elem, val *value) {
 		v.report(fault.Invalid, codeStructure, "", "empty objects are not allowed")
 	case e.complex != nil:
 		v.object(e.complex, val, false)
+		if e.targets != nil {
+			v.referenceTargets(e, val)
+		}
 	default:
-		if v.resource(val) != "" && e.name == "contained" {
+		if v.resource(val, e.name == "contained") != "" && e.name == "contained" {
 			// dom-2, and an id so that the container can refer to it.
 			if val.get("contained") != nil {
 				v.report(fault.Unprocessable, codeInvariant, "contained", "a contained resource must not contain resources")
@@ -321,7 +335,15 @@ func (v *validator) primitive(e *elem, val *value) {
 // checkNumber checks the lexeme of a JSON number (already valid JSON, hence
 // a valid decimal) against the integer types' ranges.
 func checkNumber(prim, lex string) string {
-	if prim == "decimal" || prim == "boolean" {
+	if prim == "boolean" {
+		return ""
+	}
+	if prim == "decimal" {
+		// The lexeme is kept as sent, but receivers that read decimals as
+		// IEEE doubles (most do) must not overflow on it.
+		if _, err := strconv.ParseFloat(lex, 64); err != nil {
+			return "decimal out of range: " + lex
+		}
 		return ""
 	}
 	if strings.ContainsAny(lex, ".eE") {
@@ -441,4 +463,124 @@ func validReference(m *schemaModel, s string) bool {
 		return false
 	}
 	return m.resources[parts[0]] != nil && isID(parts[1])
+}
+
+// referenceTargets checks the resource type a Reference element e refers to,
+// in ref.reference and ref.type, against the types the element allows.
+// References whose type cannot be told (urn:uuid, urn:oid, other URLs, an
+// unknown local id, a logical reference by identifier) are not checked.
+func (v *validator) referenceTargets(e *elem, ref *value) {
+	if r := ref.get("reference"); r != nil && r.kind == kString && r.str != "" {
+		if typ := v.referenceType(r.str); typ != "" && !allowedTarget(e, typ) {
+			v.report(fault.Unprocessable, codeValue, "reference", targetMessage(e, "a reference to "+typ))
+		}
+	}
+	if t := ref.get("type"); t != nil && t.kind == kString {
+		typ := strings.TrimPrefix(t.str, "http://hl7.org/fhir/StructureDefinition/")
+		if v.m.resources[typ] != nil && !allowedTarget(e, typ) {
+			v.report(fault.Unprocessable, codeValue, "type", targetMessage(e, "Reference.type "+strconv.Quote(t.str)))
+		}
+	}
+}
+
+func allowedTarget(e *elem, typ string) bool {
+	for _, t := range e.targets {
+		if t == typ {
+			return true
+		}
+	}
+	return false
+}
+
+func targetMessage(e *elem, what string) string {
+	return what + " is not allowed in " + e.name + ", which refers to " + strings.Join(e.targets, " | ")
+}
+
+// referenceType returns the resource type that reference s names, or "": the
+// Type of Type/id[/_history/vid], of an http(s) URL whose path ends so, or of
+// the contained resource (or container, for "#") a local reference names.
+func (v *validator) referenceType(s string) string {
+	switch {
+	case s[0] == '#':
+		return v.localType(s[1:])
+	case strings.HasPrefix(s, "http://"):
+		s = s[len("http://"):]
+	case strings.HasPrefix(s, "https://"):
+		s = s[len("https://"):]
+	default:
+		if strings.HasPrefix(s, "urn:") {
+			return ""
+		}
+		return v.restType(s, true)
+	}
+	// The path of an absolute URL, without the host; a query or fragment
+	// makes it something else.
+	i := strings.IndexByte(s, '/')
+	if i < 0 || strings.ContainsAny(s, "?#") {
+		return ""
+	}
+	return v.restType(s[i+1:], false)
+}
+
+// restType returns Type of a path that is (whole, or else ends in)
+// Type/id[/_history/vid] with a known Type and valid ids, or "".
+func (v *validator) restType(p string, whole bool) string {
+	// Split off up to four trailing segments.
+	var seg [4]string
+	n := 0
+	for n < 4 {
+		i := strings.LastIndexByte(p, '/')
+		if i < 0 {
+			seg[n] = p
+			n++
+			p = ""
+			break
+		}
+		seg[n] = p[i+1:]
+		n++
+		p = p[:i]
+	}
+	// seg holds the segments last first.
+	switch {
+	case n >= 4 && seg[1] == "_history" && (!whole || p == "" && n == 4):
+		if !isID(seg[0]) || !isID(seg[2]) || v.m.resources[seg[3]] == nil {
+			return ""
+		}
+		return seg[3]
+	case n >= 2 && (!whole || n == 2):
+		if !isID(seg[0]) || v.m.resources[seg[1]] == nil {
+			return ""
+		}
+		return seg[1]
+	}
+	return ""
+}
+
+// localType returns the resourceType of the contained resource with the
+// given id, or of the container itself for the empty id.
+func (v *validator) localType(id string) string {
+	c := value{kind: kObject, obj: v.container}
+	if id == "" {
+		return stringMember(&c, "resourceType")
+	}
+	list := c.get("contained")
+	if list == nil || list.kind != kArray {
+		return ""
+	}
+	for i := range list.arr {
+		if stringMember(&list.arr[i], "id") == id {
+			return stringMember(&list.arr[i], "resourceType")
+		}
+	}
+	return ""
+}
+
+func stringMember(o *value, key string) string {
+	if o.kind != kObject {
+		return ""
+	}
+	if m := o.get(key); m != nil && m.kind == kString {
+		return m.str
+	}
+	return ""
 }

@@ -43,11 +43,11 @@ func TestCreateReadVRead(t *testing.T) {
 		t.Errorf("meta.lastUpdated = %v (%v)", meta["lastUpdated"], err)
 	}
 
-	read := e.get("/fhir/Patient/"+id)
+	read := e.get("/fhir/Patient/" + id)
 	if read.status != http.StatusOK || string(read.body) != string(r.body) {
 		t.Errorf("read: %d\n got %s\nwant %s", read.status, read.body, r.body)
 	}
-	vread := e.get("/fhir/Patient/"+id+"/_history/1")
+	vread := e.get("/fhir/Patient/" + id + "/_history/1")
 	if vread.status != http.StatusOK || string(vread.body) != string(r.body) {
 		t.Errorf("vread: %d %s", vread.status, vread.body)
 	}
@@ -86,13 +86,13 @@ func TestDelete(t *testing.T) {
 	if r := e.do("DELETE", "/fhir/Patient/"+id, ""); r.status != http.StatusNoContent || r.header.Get("ETag") != `W/"2"` {
 		t.Fatalf("delete: %d %v", r.status, r.header)
 	}
-	if r := e.get("/fhir/Patient/"+id); r.status != http.StatusGone {
+	if r := e.get("/fhir/Patient/" + id); r.status != http.StatusGone {
 		t.Errorf("read after delete: %d", r.status)
 	}
-	if r := e.get("/fhir/Patient/"+id+"/_history/2"); r.status != http.StatusGone {
+	if r := e.get("/fhir/Patient/" + id + "/_history/2"); r.status != http.StatusGone {
 		t.Errorf("vread of the tombstone: %d", r.status)
 	}
-	if r := e.get("/fhir/Patient/"+id+"/_history/1"); r.status != http.StatusOK {
+	if r := e.get("/fhir/Patient/" + id + "/_history/1"); r.status != http.StatusOK {
 		t.Errorf("vread of the version before delete: %d", r.status)
 	}
 	// Idempotent: no new version, same answer.
@@ -102,7 +102,7 @@ func TestDelete(t *testing.T) {
 	if r := e.do("DELETE", "/fhir/Patient/never", ""); r.status != http.StatusNoContent {
 		t.Errorf("delete of unknown: %d", r.status)
 	}
-	h := e.get("/fhir/Patient/"+id+"/_history")
+	h := e.get("/fhir/Patient/" + id + "/_history")
 	if n := len(h.json(t)["entry"].([]any)); n != 2 {
 		t.Errorf("history has %d versions, want 2", n)
 	}
@@ -245,7 +245,7 @@ func TestConcurrentUpdatesLoseNothing(t *testing.T) {
 	if len(versions) != n+1 || len(values) != n {
 		t.Errorf("%d versions, %d distinct values; want %d and %d", len(versions), len(values), n+1, n)
 	}
-	if r := e.get("/fhir/Observation/"+id); r.header.Get("ETag") != fmt.Sprintf(`W/"%d"`, n+1) {
+	if r := e.get("/fhir/Observation/" + id); r.header.Get("ETag") != fmt.Sprintf(`W/"%d"`, n+1) {
 		t.Errorf("current ETag %s, want version %d", r.header.Get("ETag"), n+1)
 	}
 }
@@ -329,7 +329,7 @@ func TestConditionalUpdateAndDelete(t *testing.T) {
 	if r := e.do("DELETE", "/fhir/Patient"+q, ""); r.status != http.StatusNoContent {
 		t.Errorf("conditional delete: %d", r.status)
 	}
-	if r := e.get("/fhir/Patient/"+id); r.status != http.StatusGone {
+	if r := e.get("/fhir/Patient/" + id); r.status != http.StatusGone {
 		t.Errorf("read after conditional delete: %d", r.status)
 	}
 	if r := e.do("DELETE", "/fhir/Patient", ""); r.status != http.StatusBadRequest {
@@ -423,7 +423,7 @@ func TestErrors(t *testing.T) {
 func TestPretty(t *testing.T) {
 	e := newEnv(t)
 	id := e.create("Patient", fmt.Sprintf(patient, "pr"))
-	r := e.get("/fhir/Patient/"+id+"?_pretty=true&_format=json")
+	r := e.get("/fhir/Patient/" + id + "?_pretty=true&_format=json")
 	if !strings.Contains(string(r.body), "\n  \"resourceType\": \"Patient\"") || !strings.Contains(string(r.body), `"valueDecimal": 1.50`) {
 		t.Errorf("pretty output: %s", r.body)
 	}

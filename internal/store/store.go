@@ -246,24 +246,43 @@ func (s *Store) Commit(ctx context.Context, r *Record) error {
 	return s.project(ctx, r)
 }
 
-// project makes r the current version unless a newer one already is.
+// project makes r the current version. It runs only when the current
+// version is r.VersionID-1 or already r (a loser rolling a winner forward
+// races the winner itself), so an insert or an update conditioned on the
+// previous version suffices: both address the document by _id, which the
+// embedded server serves without a collection scan, unlike an upsert.
 func (s *Store) project(ctx context.Context, r *Record) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	filter := bson.D{{Key: "_id", Value: Key(r.Type, r.ID)}, {Key: "vid", Value: bson.D{{Key: "$lt", Value: r.VersionID}}}}
-	_, err := s.resources.ReplaceOne(ctx, filter, r, options.Replace().SetUpsert(true))
-	if mongo.IsDuplicateKeyError(err) {
-		return nil // the upsert met a document at this version or newer
+	if r.VersionID == 1 {
+		_, err := s.resources.InsertOne(ctx, current{Key: Key(r.Type, r.ID), Record: *r})
+		if mongo.IsDuplicateKeyError(err) {
+			return nil // rolled forward by another writer already
+		}
+		return storeErr(err, "insert current version")
 	}
+	_, err := s.resources.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: Key(r.Type, r.ID)}, {Key: "vid", Value: r.VersionID - 1}},
+		bson.D{{Key: "$set", Value: bson.D{
+			{Key: "vid", Value: r.VersionID}, {Key: "ts", Value: r.LastUpdated}, {Key: "seq", Value: r.Seq},
+			{Key: "deleted", Value: r.Deleted}, {Key: "method", Value: r.Method}, {Key: "raw", Value: r.Raw},
+			{Key: "ident", Value: r.Identifiers}, {Key: "identv", Value: r.IdentifierValues},
+		}}})
+	// No match means another writer already made r (or a later version) current.
 	return storeErr(err, "update current version")
 }
+
+// current is a resources document.
+type current history
 
 type history struct {
 	Key    string `bson:"_id"`
 	Record `bson:",inline"`
 }
 
-func historyDoc(r *Record) history { return history{Key: versionKey(r.Type, r.ID, r.VersionID), Record: *r} }
+func historyDoc(r *Record) history {
+	return history{Key: versionKey(r.Type, r.ID, r.VersionID), Record: *r}
+}
 
 func (s *Store) nextSeq(ctx context.Context) (int64, error) {
 	ctx, cancel := s.op(ctx)

@@ -26,7 +26,7 @@ var anyTarget = map[string]bool{"Resource": true, "Any": true}
 // is_choice_type whose oneof fields are the types. Elements that may refer
 // to any resource get no targets.
 func addTargets(m *Model) error {
-	w := &targetWalk{m: m, seen: map[string]bool{}, targets: map[string][]string{}}
+	w := &targetWalk{m: m, seen: map[string]bool{}, targets: map[string][]string{}, refs: map[string]bool{}}
 	oneof := (&bcrpb.ContainedResource{}).ProtoReflect().Descriptor().Oneofs().ByName("oneof_resource")
 	if oneof == nil {
 		return fmt.Errorf("ContainedResource has no oneof_resource")
@@ -48,8 +48,19 @@ func addTargets(m *Model) error {
 			return fmt.Errorf("resource %s is not in the R4 ContainedResource proto", r)
 		}
 	}
-	if w.refs == 0 {
-		return fmt.Errorf("no Reference elements found")
+	// Every Reference element of a type reached from a resource must have
+	// met its proto field.
+	var missed []string
+	for typ := range w.seen {
+		for name, e := range m.Types[typ] {
+			if e.Type == "Reference" && !w.refs[typ+"."+name] {
+				missed = append(missed, typ+"."+name)
+			}
+		}
+	}
+	if len(missed) > 0 {
+		sort.Strings(missed)
+		return fmt.Errorf("Reference elements without a proto field: %v", missed)
 	}
 	for key, t := range w.targets {
 		typ, name, _ := strings.Cut(key, ".")
@@ -64,7 +75,7 @@ type targetWalk struct {
 	m       *Model
 	seen    map[string]bool     // model types walked
 	targets map[string][]string // "Type.element" → allowed resource types
-	refs    int                 // Reference elements seen
+	refs    map[string]bool     // "Type.element" of the Reference elements seen
 }
 
 // walk matches the fields of message md with the elements of model type typ.
@@ -114,7 +125,7 @@ func (w *targetWalk) field(typ string, elems map[string]Element, name string, f 
 		if e.Type != "Reference" {
 			return fmt.Errorf("%s.%s: proto Reference, model type %s", typ, name, e.Type)
 		}
-		w.refs++
+		w.refs[typ+"."+name] = true
 		valid, _ := proto.GetExtension(f.Options(), apb.E_ValidReferenceType).([]string)
 		var t []string
 		for _, v := range valid {
