@@ -28,6 +28,10 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	// Imported for its sources, which the generator parses: the import keeps
+	// the module in go.mod and its files in the module cache.
+	_ "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
 const (
@@ -223,7 +227,9 @@ func build(s *schema, structs map[string]map[string]bool, samplyResources map[st
 		}
 		elems := map[string]Element{}
 		for pn, p := range d.Properties {
-			if pn == "resourceType" || strings.HasPrefix(pn, "_") {
+			// A resource's resourceType (a const) is the type tag, not an element;
+			// ExampleScenario.instance.resourceType is a real code element.
+			if (pn == "resourceType" && p.Const != "") || strings.HasPrefix(pn, "_") {
 				continue
 			}
 			e, err := element(pn, p, m.Primitives)
