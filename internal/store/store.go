@@ -114,32 +114,66 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		_ = client.Disconnect(ctx)
 		return nil, err
 	}
+	if err := s.repair(ctx); err != nil {
+		_ = client.Disconnect(ctx)
+		return nil, err
+	}
 	return s, nil
 }
 
 func ptr[T any](v T) *T { return &v }
 
-// indexes are the declared indexes of each collection. Creating them is
-// idempotent, so the service does it at every start.
-var indexes = map[string][]mongo.IndexModel{
+// Index is one declared index.
+type Index struct {
+	Name   string
+	Keys   bson.D
+	Unique bool
+}
+
+// indexes are the declared indexes of each collection, created at every
+// start when missing.
+var indexes = map[string][]Index{
 	"resources": {
-		{Keys: bson.D{{Key: "type", Value: 1}, {Key: "ident", Value: 1}}, Options: options.Index().SetName("type_ident")},
-		{Keys: bson.D{{Key: "type", Value: 1}, {Key: "identv", Value: 1}}, Options: options.Index().SetName("type_identv")},
+		{Name: "type_ident", Keys: bson.D{{Key: "type", Value: 1}, {Key: "ident", Value: 1}}},
+		{Name: "type_identv", Keys: bson.D{{Key: "type", Value: 1}, {Key: "identv", Value: 1}}},
 	},
 	"history": {
-		{Keys: bson.D{{Key: "seq", Value: 1}}, Options: options.Index().SetName("seq").SetUnique(true)},
-		{Keys: bson.D{{Key: "type", Value: 1}, {Key: "rid", Value: 1}, {Key: "vid", Value: -1}}, Options: options.Index().SetName("type_rid_vid")},
-		{Keys: bson.D{{Key: "type", Value: 1}, {Key: "seq", Value: -1}}, Options: options.Index().SetName("type_seq")},
+		{Name: "seq", Keys: bson.D{{Key: "seq", Value: 1}}, Unique: true},
+		{Name: "type_rid_vid", Keys: bson.D{{Key: "type", Value: 1}, {Key: "rid", Value: 1}, {Key: "vid", Value: -1}}},
+		{Name: "type_seq", Keys: bson.D{{Key: "type", Value: 1}, {Key: "seq", Value: -1}}},
 	},
 }
 
+// ensureIndexes creates the declared indexes that are missing. It asks
+// first instead of relying on createIndexes being idempotent: FerretDB 1.24
+// drops the connection when asked to create indexes that exist already.
 func (s *Store) ensureIndexes(ctx context.Context) error {
-	for coll, models := range indexes {
-		cctx, cancel := context.WithTimeout(ctx, s.timeout)
-		_, err := s.db.Collection(coll).Indexes().CreateMany(cctx, models)
-		cancel()
-		if err != nil {
+	for coll, declared := range indexes {
+		if err := s.ensureCollectionIndexes(ctx, s.db.Collection(coll), declared); err != nil {
 			return fmt.Errorf("create indexes on %s: %w", coll, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) ensureCollectionIndexes(ctx context.Context, c *mongo.Collection, declared []Index) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	specs, err := c.Indexes().ListSpecifications(ctx)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, sp := range specs {
+		have[sp.Name] = true
+	}
+	for _, ix := range declared {
+		if have[ix.Name] {
+			continue
+		}
+		m := mongo.IndexModel{Keys: ix.Keys, Options: options.Index().SetName(ix.Name).SetUnique(ix.Unique)}
+		if _, err := c.Indexes().CreateOne(ctx, m); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -147,7 +181,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 
 // Indexes lists the declared indexes by collection, for documentation and
 // index-coverage tests.
-func Indexes() map[string][]mongo.IndexModel { return indexes }
+func Indexes() map[string][]Index { return indexes }
 
 // Ping checks the store answers.
 func (s *Store) Ping(ctx context.Context) error {

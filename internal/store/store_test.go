@@ -66,6 +66,33 @@ func TestCommitRollsForwardACrashedWriter(t *testing.T) {
 	}
 }
 
+// A version whose writer died before projecting it becomes current when the
+// store is next opened, even if no one writes the resource again.
+func TestOpenRepairsProjections(t *testing.T) {
+	uri, emb := storetest.URI(t)
+	db := storetest.Database()
+	ctx := context.Background()
+	open := func() *store.Store {
+		s, err := store.Open(ctx, store.Options{URI: uri, Database: db, Embedded: emb})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	t.Cleanup(func() { _ = s.Drop(ctx); _ = s.Close(ctx) })
+	if err := s.Commit(ctx, rec(1, `{"v":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	store.CrashAfterHistory(t, s, rec(2, `{"v":2}`))
+	store.CrashAfterHistory(t, s, rec(3, `{"v":3}`))
+	again := open()
+	defer again.Close(ctx)
+	if cur, err := again.Current(ctx, "Patient", "p1"); err != nil || cur.VersionID != 3 || cur.Raw != `{"v":3}` {
+		t.Fatalf("current after reopen = %+v, %v; want version 3", cur, err)
+	}
+}
+
 func TestConcurrentCommitsOneWinnerPerVersion(t *testing.T) {
 	s := storetest.Open(t, nil)
 	ctx := context.Background()

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"io"
 	"os"
 	"sync"
 	"testing"
@@ -49,7 +48,7 @@ func URI(t testing.TB) (string, bool) {
 	once.Do(func() {
 		dir, err = os.MkdirTemp("", "kapfhir-test-")
 		if err == nil {
-			server, err = embedded.Start(dir, io.Discard)
+			server, err = embedded.Start(dir, os.Stderr)
 		}
 	})
 	if err != nil {
