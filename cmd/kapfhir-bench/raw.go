@@ -26,9 +26,10 @@ const (
 // rawSide sends, with the driver alone, the store commands the service sends
 // for each interaction:
 //   - create: $inc the change counter (findAndModify), insert the version into
-//     history, upsert it into resources with a version condition;
+//     history, insert it into resources;
 //   - read: find the current version by _id;
-//   - update: find the current version, then the three writes of create.
+//   - update: find the current version, $inc the counter, insert the version
+//     into history, update resources on _id and the previous version.
 type rawSide struct {
 	client    *mongo.Client
 	db        *mongo.Database
@@ -36,6 +37,7 @@ type rawSide struct {
 	history   *mongo.Collection
 	counters  *mongo.Collection
 	opTimeout time.Duration
+	embedded  bool
 	ids       idPool
 }
 
@@ -62,6 +64,7 @@ func connect(ctx context.Context, uri, database string, embedded bool, opTimeout
 		history:   db.Collection(benchHistory),
 		counters:  db.Collection(benchCounters),
 		opTimeout: opTimeout,
+		embedded:  embedded,
 	}
 	pctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
@@ -86,7 +89,11 @@ func (r *rawSide) prepare(ctx context.Context) error {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, r.opTimeout)
-		_, err := r.db.Collection(name).Indexes().CreateMany(cctx, models)
+		var ms []mongo.IndexModel
+		for _, ix := range models {
+			ms = append(ms, mongo.IndexModel{Keys: ix.Keys, Options: options.Index().SetName(ix.Name).SetUnique(ix.Unique)})
+		}
+		_, err := r.db.Collection(name).Indexes().CreateMany(cctx, ms)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("create indexes on %s: %w", name, err)
@@ -134,7 +141,10 @@ type historyDoc struct {
 // errVersionTaken: another writer inserted this version first.
 var errVersionTaken = errors.New("version already committed")
 
-// commit is the service's Commit: sequence, history insert, current upsert.
+// commit is the service's Commit: sequence, history insert, and the
+// projection into resources (an insert for version 1, else an update
+// conditioned on the previous version; on FerretDB an update by _id and a
+// look for a newer version, as store.project does).
 func (r *rawSide) commit(ctx context.Context, rec *store.Record) error {
 	cctx, cancel := r.op(ctx)
 	var c struct {
@@ -162,10 +172,31 @@ func (r *rawSide) commit(ctx context.Context, rec *store.Record) error {
 	}
 	cctx, cancel = r.op(ctx)
 	defer cancel()
-	filter := bson.D{{Key: "_id", Value: key}, {Key: "vid", Value: bson.D{{Key: "$lt", Value: rec.VersionID}}}}
-	_, err = r.resources.ReplaceOne(cctx, filter, rec, options.Replace().SetUpsert(true))
-	if err != nil && !mongo.IsDuplicateKeyError(err) {
-		return fmt.Errorf("replace current version: %w", err)
+	if rec.VersionID == 1 {
+		_, err = r.resources.InsertOne(cctx, historyDoc{Key: key, Record: *rec})
+		if err != nil && !mongo.IsDuplicateKeyError(err) {
+			return fmt.Errorf("insert current version: %w", err)
+		}
+		return nil
+	}
+	filter := bson.D{{Key: "_id", Value: key}}
+	if !r.embedded {
+		filter = append(filter, bson.E{Key: "vid", Value: rec.VersionID - 1})
+	}
+	_, err = r.resources.UpdateOne(cctx, filter,
+		bson.D{{Key: "$set", Value: bson.D{
+			{Key: "vid", Value: rec.VersionID}, {Key: "ts", Value: rec.LastUpdated}, {Key: "seq", Value: rec.Seq},
+			{Key: "deleted", Value: rec.Deleted}, {Key: "method", Value: rec.Method}, {Key: "raw", Value: rec.Raw},
+			{Key: "ident", Value: rec.Identifiers}, {Key: "identv", Value: rec.IdentifierValues},
+		}}})
+	if err != nil {
+		return fmt.Errorf("update current version: %w", err)
+	}
+	if r.embedded {
+		err = r.history.FindOne(cctx, bson.D{{Key: "_id", Value: key + "/_history/" + strconv.FormatInt(rec.VersionID+1, 10)}}).Err()
+		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+			return fmt.Errorf("look for a newer version: %w", err)
+		}
 	}
 	return nil
 }

@@ -31,6 +31,7 @@ type env struct {
 	t        *testing.T
 	srv      *httptest.Server
 	store    *store.Store
+	db       string
 	reg      *prometheus.Registry
 	commands *metrics.CommandCounter
 	logs     *syncBuffer
@@ -57,7 +58,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{t: t, reg: prometheus.NewRegistry(), commands: &metrics.CommandCounter{}, logs: &syncBuffer{}}
 	m := metrics.New(e.reg)
-	e.store = storetest.Open(t, m.CommandMonitor(e.commands.Monitor()))
+	e.store, e.db = storetest.Open(t, m.CommandMonitor(e.commands.Monitor()))
 	e.srv = httptest.NewServer(e.handler(m, e.store))
 	t.Cleanup(e.srv.Close)
 	return e
@@ -76,13 +77,14 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) http.Handler {
 	})
 }
 
-// second returns another service instance on the same database, as a
-// second replica of the service would be.
+// second returns another service instance on the same database, with its
+// own store client, as a second replica of the service would be.
 func (e *env) second() *httptest.Server {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
+	st := storetest.OpenDatabase(e.t, e.db, nil)
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{
-		Resources: resource.New(e.store, time.Now), Ready: e.store.Ping, Metrics: m, Gatherer: reg,
+		Resources: resource.New(st, time.Now), Ready: st.Ping, Metrics: m, Gatherer: reg,
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20, Started: time.Now(),
 	}))
 	e.t.Cleanup(srv.Close)

@@ -20,7 +20,7 @@ func rec(vid int64, raw string) *store.Record {
 }
 
 func TestCommitAndRead(t *testing.T) {
-	s := storetest.Open(t, nil)
+	s, _ := storetest.Open(t, nil)
 	ctx := context.Background()
 	if _, err := s.Current(ctx, "Patient", "p1"); !fault.Is(err, fault.NotFound) {
 		t.Fatalf("Current of unknown = %v, want NotFound", err)
@@ -49,7 +49,7 @@ func TestCommitAndRead(t *testing.T) {
 // A writer that inserted its history version and died before updating the
 // current projection is rolled forward by the next writer that loses to it.
 func TestCommitRollsForwardACrashedWriter(t *testing.T) {
-	s := storetest.Open(t, nil)
+	s, _ := storetest.Open(t, nil)
 	ctx := context.Background()
 	if err := s.Commit(ctx, rec(1, `{"v":1}`)); err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func TestOpenRepairsProjections(t *testing.T) {
 }
 
 func TestConcurrentCommitsOneWinnerPerVersion(t *testing.T) {
-	s := storetest.Open(t, nil)
+	s, _ := storetest.Open(t, nil)
 	ctx := context.Background()
 	const writers = 20
 	var wg sync.WaitGroup
@@ -127,7 +127,7 @@ func TestConcurrentCommitsOneWinnerPerVersion(t *testing.T) {
 }
 
 func TestChangesStopAtAGapUntilItIsOld(t *testing.T) {
-	s := storetest.Open(t, nil)
+	s, _ := storetest.Open(t, nil)
 	ctx := context.Background()
 	store.BurnSeq(t, s) // seq 1: allocated by a writer still in flight
 	if err := s.Commit(ctx, rec(1, `{}`)); err != nil {
@@ -145,7 +145,7 @@ func TestChangesStopAtAGapUntilItIsOld(t *testing.T) {
 }
 
 func TestHistoryPages(t *testing.T) {
-	s := storetest.Open(t, nil)
+	s, _ := storetest.Open(t, nil)
 	ctx := context.Background()
 	for v := int64(1); v <= 5; v++ {
 		if err := s.Commit(ctx, rec(v, `{}`)); err != nil {
@@ -179,7 +179,7 @@ func TestHistoryPages(t *testing.T) {
 }
 
 func TestGuards(t *testing.T) {
-	s := storetest.Open(t, nil)
+	s, _ := storetest.Open(t, nil)
 	ctx := context.Background()
 	g := store.Guard{Key: "Patient?identifier=a|1", Target: "Patient/x", Since: time.Now().UTC()}
 	if _, ok, err := s.ClaimGuard(ctx, g); !ok || err != nil {

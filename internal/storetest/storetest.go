@@ -65,16 +65,23 @@ func Database() string {
 }
 
 // Open opens a store on a fresh database, dropped when the test ends.
-func Open(t testing.TB, monitor *event.CommandMonitor) *store.Store {
+func Open(t testing.TB, monitor *event.CommandMonitor) (*store.Store, string) {
+	t.Helper()
+	db := Database()
+	s := OpenDatabase(t, db, monitor)
+	t.Cleanup(func() { _ = s.Drop(context.Background()) })
+	return s, db
+}
+
+// OpenDatabase opens another client on db, as a second service instance
+// would; it is closed when the test ends.
+func OpenDatabase(t testing.TB, db string, monitor *event.CommandMonitor) *store.Store {
 	t.Helper()
 	uri, emb := URI(t)
-	s, err := store.Open(context.Background(), store.Options{URI: uri, Database: Database(), Embedded: emb, Monitor: monitor})
+	s, err := store.Open(context.Background(), store.Options{URI: uri, Database: db, Embedded: emb, Monitor: monitor})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	t.Cleanup(func() {
-		_ = s.Drop(context.Background())
-		_ = s.Close(context.Background())
-	})
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
 	return s
 }
