@@ -37,7 +37,6 @@ type rawSide struct {
 	history   *mongo.Collection
 	counters  *mongo.Collection
 	opTimeout time.Duration
-	embedded  bool
 	ids       idPool
 }
 
@@ -64,7 +63,6 @@ func connect(ctx context.Context, uri, database string, embedded bool, opTimeout
 		history:   db.Collection(benchHistory),
 		counters:  db.Collection(benchCounters),
 		opTimeout: opTimeout,
-		embedded:  embedded,
 	}
 	pctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
@@ -143,8 +141,7 @@ var errVersionTaken = errors.New("version already committed")
 
 // commit is the service's Commit: sequence, history insert, and the
 // projection into resources (an insert for version 1, else an update
-// conditioned on the previous version; on FerretDB an update by _id and a
-// look for a newer version, as store.project does).
+// conditioned on the previous version).
 func (r *rawSide) commit(ctx context.Context, rec *store.Record) error {
 	cctx, cancel := r.op(ctx)
 	var c struct {
@@ -179,11 +176,8 @@ func (r *rawSide) commit(ctx context.Context, rec *store.Record) error {
 		}
 		return nil
 	}
-	filter := bson.D{{Key: "_id", Value: key}}
-	if !r.embedded {
-		filter = append(filter, bson.E{Key: "vid", Value: rec.VersionID - 1})
-	}
-	_, err = r.resources.UpdateOne(cctx, filter,
+	_, err = r.resources.UpdateOne(cctx,
+		bson.D{{Key: "_id", Value: key}, {Key: "vid", Value: rec.VersionID - 1}},
 		bson.D{{Key: "$set", Value: bson.D{
 			{Key: "vid", Value: rec.VersionID}, {Key: "ts", Value: rec.LastUpdated}, {Key: "seq", Value: rec.Seq},
 			{Key: "deleted", Value: rec.Deleted}, {Key: "method", Value: rec.Method}, {Key: "raw", Value: rec.Raw},
@@ -191,12 +185,6 @@ func (r *rawSide) commit(ctx context.Context, rec *store.Record) error {
 		}}})
 	if err != nil {
 		return fmt.Errorf("update current version: %w", err)
-	}
-	if r.embedded {
-		err = r.history.FindOne(cctx, bson.D{{Key: "_id", Value: key + "/_history/" + strconv.FormatInt(rec.VersionID+1, 10)}}).Err()
-		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-			return fmt.Errorf("look for a newer version: %w", err)
-		}
 	}
 	return nil
 }

@@ -75,7 +75,6 @@ type Store struct {
 	counters  *mongo.Collection
 	guards    *mongo.Collection
 	timeout   time.Duration
-	embedded  bool
 }
 
 // Open connects, checks the server answers and creates the indexes.
@@ -106,7 +105,6 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		counters:  db.Collection("counters"),
 		guards:    db.Collection("guards"),
 		timeout:   o.Timeout,
-		embedded:  o.Embedded,
 	}
 	if err := s.Ping(ctx); err != nil {
 		_ = client.Disconnect(ctx)
@@ -284,13 +282,9 @@ func (s *Store) Commit(ctx context.Context, r *Record) error {
 
 // project makes r the current version. It runs only when the current
 // version is r.VersionID-1 or already r (a loser rolling a winner forward
-// races the winner itself).
-//
-// On MongoDB the update is conditioned on the previous version, atomically.
-// FerretDB serves only a bare {_id} filter without scanning the collection,
-// so on the embedded store the update is by _id alone, followed by a look
-// for a newer version: if one was committed meanwhile, it is projected in
-// turn, so the last projection written is always the newest version.
+// races the winner itself), so an insert, or an update conditioned on the
+// previous version, is enough. Both address the document by _id, which
+// FerretDB serves without a collection scan; an upsert would scan.
 func (s *Store) project(ctx context.Context, r *Record) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
@@ -301,28 +295,15 @@ func (s *Store) project(ctx context.Context, r *Record) error {
 		}
 		return storeErr(err, "insert current version")
 	}
-	filter := bson.D{{Key: "_id", Value: Key(r.Type, r.ID)}}
-	if !s.embedded {
-		filter = append(filter, bson.E{Key: "vid", Value: r.VersionID - 1})
-	}
-	_, err := s.resources.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{
-		{Key: "vid", Value: r.VersionID}, {Key: "ts", Value: r.LastUpdated}, {Key: "seq", Value: r.Seq},
-		{Key: "deleted", Value: r.Deleted}, {Key: "method", Value: r.Method}, {Key: "raw", Value: r.Raw},
-		{Key: "ident", Value: r.Identifiers}, {Key: "identv", Value: r.IdentifierValues},
-	}}})
-	if err != nil || !s.embedded {
-		// On MongoDB no match means another writer already made r (or a
-		// later version) current.
-		return storeErr(err, "update current version")
-	}
-	next, err := s.Version(ctx, r.Type, r.ID, r.VersionID+1)
-	if fault.Is(err, fault.NotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return s.project(ctx, next)
+	_, err := s.resources.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: Key(r.Type, r.ID)}, {Key: "vid", Value: r.VersionID - 1}},
+		bson.D{{Key: "$set", Value: bson.D{
+			{Key: "vid", Value: r.VersionID}, {Key: "ts", Value: r.LastUpdated}, {Key: "seq", Value: r.Seq},
+			{Key: "deleted", Value: r.Deleted}, {Key: "method", Value: r.Method}, {Key: "raw", Value: r.Raw},
+			{Key: "ident", Value: r.Identifiers}, {Key: "identv", Value: r.IdentifierValues},
+		}}})
+	// No match means another writer already made r (or a later version) current.
+	return storeErr(err, "update current version")
 }
 
 // current is a resources document.
