@@ -43,7 +43,7 @@ func TestOfficialExamplesRoundTrip(t *testing.T) {
 			byType[head.ResourceType] = n
 		}
 		path := "/fhir/" + head.ResourceType + "/" + head.ID
-		r := e.do("PUT", path, string(body))
+		r := e.do("PUT", path, string(body), "Prefer", "return=minimal")
 		if r.status >= 400 {
 			n.rejected++
 			expr := r.expression(t)
