@@ -2,7 +2,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
@@ -29,7 +32,7 @@ const maxBody = 15 << 20
 func Load(environ map[string]string) (Config, error) {
 	var c Config
 	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
-		return c, fmt.Errorf("configuration: %w", err)
+		return c, fmt.Errorf("configuration: %w", named(err))
 	}
 	if c.MaxBodyBytes < 1 || c.MaxBodyBytes > maxBody {
 		return c, fmt.Errorf("configuration: KAPFHIR_MAX_BODY_BYTES must be between 1 and %d", maxBody)
@@ -40,4 +43,25 @@ func Load(environ map[string]string) (Config, error) {
 		return c, fmt.Errorf("configuration: KAPFHIR_LOG_LEVEL must be debug, info, warn or error")
 	}
 	return c, nil
+}
+
+// named rewrites parse errors to name the environment variable, which is
+// what an operator sets, instead of the Go field.
+func named(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	var msgs []string
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := reflect.TypeFor[Config]().FieldByName(pe.Name); ok {
+				msgs = append(msgs, fmt.Sprintf("%s: cannot read it as %s: %v", f.Tag.Get("env"), pe.Type, pe.Err))
+				continue
+			}
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }

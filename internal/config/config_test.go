@@ -1,0 +1,40 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		HTTPAddr: "127.0.0.1:8080", DataDir: "./data", MongoDatabase: "kapfhir", MaxBodyBytes: 10 << 20,
+		LogLevel: "info", StoreTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
+	}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"KAPFHIR_MAX_BODY_BYTES": "lots"}, "KAPFHIR_MAX_BODY_BYTES: cannot read it as int64"},
+		{map[string]string{"KAPFHIR_SHUTDOWN_TIMEOUT": "soon"}, "KAPFHIR_SHUTDOWN_TIMEOUT: cannot read it as time.Duration"},
+		{map[string]string{"KAPFHIR_MAX_BODY_BYTES": "0"}, "KAPFHIR_MAX_BODY_BYTES must be between"},
+		{map[string]string{"KAPFHIR_LOG_LEVEL": "loud"}, "KAPFHIR_LOG_LEVEL must be"},
+	} {
+		_, err := Load(tc.env)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%v) = %v, want an error containing %q", tc.env, err, tc.want)
+		}
+	}
+}
