@@ -46,10 +46,3 @@ func weight(i int, update bool) string {
 	}
 	return w
 }
-
-// identifierKeys are the index keys the service derives from the body's
-// identifier (see package resource).
-func identifierKeys(i int) (keys, values []string) {
-	v := "bench-" + strconv.Itoa(i)
-	return []string{identifierSystem + "|" + v, identifierSystem + "|"}, []string{v}
-}

@@ -12,6 +12,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
+	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
@@ -119,16 +121,20 @@ func (r *rawSide) op(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, r.opTimeout)
 }
 
-// record is version vid of Observation id as the service would store it.
-func record(i int, id string, vid int64, method string) *store.Record {
+// record is version vid of Observation id as the service would store it,
+// with the search index the service would compute.
+func record(i int, id string, vid int64, method string) (*store.Record, error) {
 	update := method == "PUT"
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	keys, values := identifierKeys(i)
+	raw := observation(i, update, id, strconv.FormatInt(vid, 10), now)
+	res, err := fhir.ParseResource(raw)
+	if err != nil {
+		return nil, err
+	}
 	return &store.Record{
 		Type: "Observation", ID: id, VersionID: vid, LastUpdated: now, Method: method,
-		Raw:         string(observation(i, update, id, strconv.FormatInt(vid, 10), now)),
-		Identifiers: keys, IdentifierValues: values,
-	}
+		Raw: string(raw), Index: search.Index(res),
+	}, nil
 }
 
 type historyDoc struct {
@@ -170,19 +176,17 @@ func (r *rawSide) commit(ctx context.Context, rec *store.Record) error {
 	cctx, cancel = r.op(ctx)
 	defer cancel()
 	if rec.VersionID == 1 {
-		_, err = r.resources.InsertOne(cctx, historyDoc{Key: key, Record: *rec})
+		_, err = r.resources.InsertOne(cctx, store.CurrentDocument(rec))
 		if err != nil && !mongo.IsDuplicateKeyError(err) {
 			return fmt.Errorf("insert current version: %w", err)
 		}
 		return nil
 	}
-	_, err = r.resources.UpdateOne(cctx,
-		bson.D{{Key: "_id", Value: key}, {Key: "vid", Value: rec.VersionID - 1}},
-		bson.D{{Key: "$set", Value: bson.D{
-			{Key: "vid", Value: rec.VersionID}, {Key: "ts", Value: rec.LastUpdated}, {Key: "seq", Value: rec.Seq},
-			{Key: "deleted", Value: rec.Deleted}, {Key: "method", Value: rec.Method}, {Key: "raw", Value: rec.Raw},
-			{Key: "ident", Value: rec.Identifiers}, {Key: "identv", Value: rec.IdentifierValues},
-		}}})
+	filter, update, err := store.ProjectionUpdate(rec)
+	if err != nil {
+		return err
+	}
+	_, err = r.resources.UpdateOne(cctx, filter, update)
 	if err != nil {
 		return fmt.Errorf("update current version: %w", err)
 	}
@@ -201,7 +205,11 @@ func (r *rawSide) current(ctx context.Context, id string) (*store.Record, error)
 
 func (r *rawSide) create(ctx context.Context, i int) error {
 	id := newID()
-	if err := r.commit(ctx, record(i, id, 1, "POST")); err != nil {
+	rec, err := record(i, id, 1, "POST")
+	if err != nil {
+		return err
+	}
+	if err := r.commit(ctx, rec); err != nil {
 		return err
 	}
 	r.ids.add(id)
@@ -234,7 +242,11 @@ func (r *rawSide) update(ctx context.Context, i int) error {
 		if err != nil {
 			return err
 		}
-		err = r.commit(ctx, record(i, id, prev.VersionID+1, "PUT"))
+		rec, err := record(i, id, prev.VersionID+1, "PUT")
+		if err != nil {
+			return err
+		}
+		err = r.commit(ctx, rec)
 		if !errors.Is(err, errVersionTaken) {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/resource"
+	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
@@ -101,7 +102,7 @@ func (a *api) create(c *gin.Context) error {
 	}
 	var out *resource.Outcome
 	if q := c.GetHeader("If-None-Exist"); q != "" {
-		crit, err := resource.ParseCriteria(typ, strings.TrimPrefix(q, typ+"?"))
+		crit, err := search.ParseCriteria(typ, strings.TrimPrefix(q, typ+"?"))
 		if err != nil {
 			return err
 		}
@@ -192,7 +193,7 @@ func (a *api) deleted(c *gin.Context, out *resource.Outcome) error {
 }
 
 // criteria parses the query of a conditional update or delete.
-func criteria(c *gin.Context) (string, *resource.Criteria, error) {
+func criteria(c *gin.Context) (string, *search.Criteria, error) {
 	typ, err := resourceType(c)
 	if err != nil {
 		return "", nil, err
@@ -200,7 +201,7 @@ func criteria(c *gin.Context) (string, *resource.Criteria, error) {
 	if c.Request.URL.RawQuery == "" {
 		return "", nil, fault.New(fault.Invalid, "", "a conditional %s on %s needs search criteria in the URL", strings.ToLower(c.Request.Method), typ)
 	}
-	crit, err := resource.ParseCriteria(typ, stripControl(c.Request.URL.RawQuery))
+	crit, err := search.ParseCriteria(typ, stripControl(c.Request.URL.RawQuery))
 	return typ, crit, err
 }
 

@@ -2,99 +2,33 @@ package resource
 
 import (
 	"context"
-	"net/url"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
-// Criteria is a parsed conditional-interaction query. Until general search
-// exists, conditional interactions accept `identifier` (token forms
-// system|value, |value, value and system|, OR by commas).
-type Criteria struct {
-	Type   string
-	keys   []string // system|value, |value, system|
-	values []string // bare values: any system
-	norm   string   // canonical text, the guard key
-}
-
-// ParseCriteria parses the query of a conditional interaction on typ.
-func ParseCriteria(typ, query string) (*Criteria, error) {
-	q, err := url.ParseQuery(query)
-	if err != nil {
-		return nil, fault.New(fault.Invalid, "", "the conditional criteria are not a valid query string: %v", err)
-	}
-	c := &Criteria{Type: typ}
-	for name := range q {
-		if name != "identifier" {
-			return nil, fault.New(fault.Invalid, "", "conditional criteria support only the identifier parameter, not %q", name)
-		}
-	}
-	ids := q["identifier"]
-	if len(ids) != 1 {
-		return nil, fault.New(fault.Invalid, "", "conditional criteria need exactly one identifier parameter")
-	}
-	for _, tok := range splitUnescaped(ids[0], ',') {
-		parts := splitUnescaped(tok, '|')
-		for i := range parts {
-			parts[i] = unescape(parts[i])
-		}
-		switch {
-		case len(parts) == 1 && parts[0] != "":
-			c.values = append(c.values, parts[0])
-		case len(parts) == 2 && (parts[0] != "" || parts[1] != ""):
-			c.keys = append(c.keys, parts[0]+"|"+parts[1])
-		default:
-			return nil, fault.New(fault.Invalid, "", "identifier criteria %q is not system|value, |value, value or system|", tok)
-		}
-	}
-	all := append(append([]string{}, c.keys...), c.values...)
-	sort.Strings(all)
-	c.norm = typ + "?identifier=" + strings.Join(all, ",")
-	return c, nil
-}
-
-func splitUnescaped(s string, sep byte) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' {
-			i++
-			continue
-		}
-		if s[i] == sep {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
-}
-
-func unescape(s string) string {
-	return strings.NewReplacer(`\,`, ",", `\|`, "|", `\$`, "$", `\\`, `\`).Replace(s)
-}
-
 // Match returns up to two current resources matching c: enough to tell
 // none, one and many apart.
-func (s *Service) Match(ctx context.Context, c *Criteria) ([]*store.Record, error) {
-	return s.store.FindByIdentifier(ctx, c.Type, c.keys, c.values, 2)
+func (s *Service) Match(ctx context.Context, c *search.Criteria) ([]*store.Record, error) {
+	recs, _, err := s.store.Search(ctx, &store.Query{Type: c.Type, And: c.Conds, Limit: 2})
+	return recs, err
 }
 
 // ConditionalCreate creates res unless a resource matches c. Concurrent
 // calls with the same criteria create one resource: a guard document keyed
 // by the criteria admits one creator, the others wait for its commit.
-func (s *Service) ConditionalCreate(ctx context.Context, res *fhir.Resource, c *Criteria) (*Outcome, error) {
+func (s *Service) ConditionalCreate(ctx context.Context, res *fhir.Resource, c *search.Criteria) (*Outcome, error) {
 	deadline := time.Now().Add(s.guardWait)
 	for attempt := 0; ; attempt++ {
 		if found, err := s.single(ctx, c); err != nil || found != nil {
 			return found, err
 		}
 		id := newID()
-		g := store.Guard{Key: c.norm, Target: store.Key(c.Type, id), Since: s.now().UTC()}
+		g := store.Guard{Key: c.Canonical, Target: store.Key(c.Type, id), Since: s.now().UTC()}
 		held, claimed, err := s.store.ClaimGuard(ctx, g)
 		if err != nil && !isRetry(err) {
 			return nil, err
@@ -122,7 +56,7 @@ func isRetry(err error) bool { return err == store.ErrVersionTaken }
 
 // single reports the one match of c as a no-op outcome, nil when none
 // matches, and 412 when several do.
-func (s *Service) single(ctx context.Context, c *Criteria) (*Outcome, error) {
+func (s *Service) single(ctx context.Context, c *search.Criteria) (*Outcome, error) {
 	m, err := s.Match(ctx, c)
 	switch {
 	case err != nil:
@@ -154,7 +88,7 @@ func (s *Service) takeOver(ctx context.Context, held *store.Guard, g store.Guard
 
 // ConditionalUpdate updates the one resource matching c, or creates res
 // when none does (under the same guard as a conditional create).
-func (s *Service) ConditionalUpdate(ctx context.Context, res *fhir.Resource, c *Criteria, ifMatch *int64) (*Outcome, error) {
+func (s *Service) ConditionalUpdate(ctx context.Context, res *fhir.Resource, c *search.Criteria, ifMatch *int64) (*Outcome, error) {
 	m, err := s.Match(ctx, c)
 	if err != nil {
 		return nil, err
@@ -178,7 +112,7 @@ func (s *Service) ConditionalUpdate(ctx context.Context, res *fhir.Resource, c *
 
 // ConditionalDelete deletes the one resource matching c; none is a no-op,
 // several is 412 (the server does not delete many at once).
-func (s *Service) ConditionalDelete(ctx context.Context, c *Criteria) (*Outcome, error) {
+func (s *Service) ConditionalDelete(ctx context.Context, c *search.Criteria) (*Outcome, error) {
 	m, err := s.Match(ctx, c)
 	if err != nil {
 		return nil, err

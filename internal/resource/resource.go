@@ -15,6 +15,7 @@ import (
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
@@ -186,25 +187,8 @@ func (s *Service) next(typ, id string, prev *store.Record, res *fhir.Resource, m
 	}
 	res.SetMeta(strconv.FormatInt(vid, 10), rec.LastUpdated)
 	rec.Raw = string(res.Bytes())
-	rec.Identifiers, rec.IdentifierValues = identifierKeys(res.Identifiers())
+	rec.Index = search.Index(res)
 	return rec, false
-}
-
-func identifierKeys(ids []fhir.Identifier) (keys, values []string) {
-	for _, id := range ids {
-		if id.Value == "" {
-			if id.System != "" {
-				keys = append(keys, id.System+"|")
-			}
-			continue
-		}
-		keys = append(keys, id.System+"|"+id.Value)
-		if id.System != "" {
-			keys = append(keys, id.System+"|")
-		}
-		values = append(values, id.Value)
-	}
-	return keys, values
 }
 
 // backoff waits a little longer after each lost race, with jitter so that

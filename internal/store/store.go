@@ -42,10 +42,9 @@ type Record struct {
 	Deleted     bool      `bson:"deleted,omitempty"`
 	Method      string    `bson:"method"` // POST, PUT or DELETE: the interaction that made it
 	Raw         string    `bson:"raw,omitempty"`
-	// Identifier index keys: "system|value" ("|value" without a system) and,
-	// for system-less search, the bare values in IdentifierValues.
-	Identifiers      []string `bson:"ident,omitempty"`
-	IdentifierValues []string `bson:"identv,omitempty"`
+	// Index is what search matches; it is kept with the current version
+	// only, not in history.
+	Index *Index `bson:"-"`
 }
 
 // Key is the resources collection _id of a resource.
@@ -123,8 +122,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 
 func ptr[T any](v T) *T { return &v }
 
-// Index is one declared index.
-type Index struct {
+// IndexSpec is one declared index.
+type IndexSpec struct {
 	Name   string
 	Keys   bson.D
 	Unique bool
@@ -132,10 +131,19 @@ type Index struct {
 
 // indexes are the declared indexes of each collection, created at every
 // start when missing.
-var indexes = map[string][]Index{
+var indexes = map[string][]IndexSpec{
 	"resources": {
-		{Name: "type_ident", Keys: bson.D{{Key: "type", Value: 1}, {Key: "ident", Value: 1}}},
-		{Name: "type_identv", Keys: bson.D{{Key: "type", Value: 1}, {Key: "identv", Value: 1}}},
+		{Name: "type_tok", Keys: bson.D{{Key: "type", Value: 1}, {Key: "tok", Value: 1}}},
+		{Name: "type_txt", Keys: bson.D{{Key: "type", Value: 1}, {Key: "txt", Value: 1}}},
+		{Name: "type_str", Keys: bson.D{{Key: "type", Value: 1}, {Key: "str", Value: 1}}},
+		{Name: "type_strx", Keys: bson.D{{Key: "type", Value: 1}, {Key: "strx", Value: 1}}},
+		{Name: "type_ref", Keys: bson.D{{Key: "type", Value: 1}, {Key: "ref", Value: 1}}},
+		{Name: "type_uri", Keys: bson.D{{Key: "type", Value: 1}, {Key: "uri", Value: 1}}},
+		{Name: "type_has", Keys: bson.D{{Key: "type", Value: 1}, {Key: "has", Value: 1}}},
+		{Name: "type_dlo", Keys: bson.D{{Key: "type", Value: 1}, {Key: "dlo", Value: 1}}},
+		{Name: "type_dhi", Keys: bson.D{{Key: "type", Value: 1}, {Key: "dhi", Value: 1}}},
+		{Name: "type_rid", Keys: bson.D{{Key: "type", Value: 1}, {Key: "rid", Value: 1}}},
+		{Name: "type_ts_rid", Keys: bson.D{{Key: "type", Value: 1}, {Key: "ts", Value: 1}, {Key: "rid", Value: 1}}},
 	},
 	"history": {
 		{Name: "seq", Keys: bson.D{{Key: "seq", Value: 1}}, Unique: true},
@@ -156,7 +164,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 	return nil
 }
 
-func (s *Store) ensureCollectionIndexes(ctx context.Context, c *mongo.Collection, declared []Index) error {
+func (s *Store) ensureCollectionIndexes(ctx context.Context, c *mongo.Collection, declared []IndexSpec) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	specs, err := c.Indexes().ListSpecifications(ctx)
@@ -181,7 +189,7 @@ func (s *Store) ensureCollectionIndexes(ctx context.Context, c *mongo.Collection
 
 // Indexes lists the declared indexes by collection, for documentation and
 // index-coverage tests.
-func Indexes() map[string][]Index { return indexes }
+func Indexes() map[string][]IndexSpec { return indexes }
 
 // Ping checks the store answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -289,25 +297,80 @@ func (s *Store) project(ctx context.Context, r *Record) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	if r.VersionID == 1 {
-		_, err := s.resources.InsertOne(ctx, current{Key: Key(r.Type, r.ID), Record: *r})
+		_, err := s.resources.InsertOne(ctx, CurrentDocument(r))
 		if mongo.IsDuplicateKeyError(err) {
 			return nil // rolled forward by another writer already
 		}
 		return storeErr(err, "insert current version")
 	}
-	_, err := s.resources.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: Key(r.Type, r.ID)}, {Key: "vid", Value: r.VersionID - 1}},
-		bson.D{{Key: "$set", Value: bson.D{
-			{Key: "vid", Value: r.VersionID}, {Key: "ts", Value: r.LastUpdated}, {Key: "seq", Value: r.Seq},
-			{Key: "deleted", Value: r.Deleted}, {Key: "method", Value: r.Method}, {Key: "raw", Value: r.Raw},
-			{Key: "ident", Value: r.Identifiers}, {Key: "identv", Value: r.IdentifierValues},
-		}}})
+	filter, update, err := ProjectionUpdate(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.resources.UpdateOne(ctx, filter, update)
 	// No match means another writer already made r (or a later version) current.
 	return storeErr(err, "update current version")
 }
 
-// current is a resources document.
-type current history
+// current is a resources document: the version and its search index.
+type current struct {
+	Key    string `bson:"_id"`
+	Record `bson:",inline"`
+	Index  `bson:",inline"`
+}
+
+// CurrentDocument is the resources document of r (exported for the load
+// tool, which sends the same documents with the bare driver).
+func CurrentDocument(r *Record) any { return currentDoc(r) }
+
+// ProjectionUpdate is the filter and update that make r, a version after
+// the first, current when the previous version is: a $set of the whole
+// document (a replace would address it by a filter FerretDB cannot push
+// down) and an $unset of what the previous version had and r has not.
+func ProjectionUpdate(r *Record) (filter, update bson.D, err error) {
+	var set bson.D
+	raw, err := bson.Marshal(currentDoc(r))
+	if err == nil {
+		err = bson.Unmarshal(raw, &set)
+	}
+	if err != nil {
+		return nil, nil, fault.Wrap(err, "encode current version")
+	}
+	set = set[1:] // _id
+	var unset bson.D
+	for _, name := range optionalFields {
+		if !has(set, name) {
+			unset = append(unset, bson.E{Key: name, Value: ""})
+		}
+	}
+	update = bson.D{{Key: "$set", Value: set}}
+	if len(unset) > 0 {
+		update = append(update, bson.E{Key: "$unset", Value: unset})
+	}
+	filter = bson.D{{Key: "_id", Value: Key(r.Type, r.ID)}, {Key: "vid", Value: r.VersionID - 1}}
+	return filter, update, nil
+}
+
+func currentDoc(r *Record) current {
+	c := current{Key: Key(r.Type, r.ID), Record: *r}
+	if r.Index != nil {
+		c.Index = *r.Index
+	}
+	return c
+}
+
+// optionalFields are the omitempty fields of current: a new version
+// without them must remove the previous version's.
+var optionalFields = []string{"deleted", "raw", "tok", "txt", "str", "strx", "ref", "uri", "has", "dlo", "dhi"}
+
+func has(d bson.D, key string) bool {
+	for _, e := range d {
+		if e.Key == key {
+			return true
+		}
+	}
+	return false
+}
 
 type history struct {
 	Key    string `bson:"_id"`
@@ -346,32 +409,4 @@ func (s *Store) fillGap(ctx context.Context, seq int64) {
 		{Key: "void", Value: true},
 		{Key: "ts", Value: time.Now().UTC()},
 	})
-}
-
-// FindByIdentifier returns current, not deleted resources of typ that have
-// any of the identifier keys (or, for values, any of the bare values); at most
-// limit of them.
-func (s *Store) FindByIdentifier(ctx context.Context, typ string, keys, values []string, limit int64) ([]*Record, error) {
-	ctx, cancel := s.op(ctx)
-	defer cancel()
-	var or bson.A
-	if len(keys) > 0 {
-		or = append(or, bson.D{{Key: "ident", Value: bson.D{{Key: "$in", Value: keys}}}})
-	}
-	if len(values) > 0 {
-		or = append(or, bson.D{{Key: "identv", Value: bson.D{{Key: "$in", Value: values}}}})
-	}
-	if len(or) == 0 {
-		return nil, nil
-	}
-	filter := bson.D{{Key: "type", Value: typ}, {Key: "deleted", Value: bson.D{{Key: "$ne", Value: true}}}, {Key: "$or", Value: or}}
-	cur, err := s.resources.Find(ctx, filter, options.Find().SetLimit(limit))
-	if err != nil {
-		return nil, storeErr(err, "find by identifier")
-	}
-	var out []*Record
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, storeErr(err, "find by identifier")
-	}
-	return out, nil
 }

@@ -1,0 +1,201 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Index holds the search index entries of a current version, written in
+// the same document as the resource so the two cannot drift apart. Each
+// entry is a string that starts with the search parameter's code, so one
+// multikey index per field serves every parameter (MongoDB allows 64
+// indexes per collection; R4 has some 1,400 parameters). Package search
+// defines the entry formats.
+type Index struct {
+	Token  []string `bson:"tok,omitempty"`  // token keys
+	Text   []string `bson:"txt,omitempty"`  // token :text, normalised
+	String []string `bson:"str,omitempty"`  // string, normalised
+	Exact  []string `bson:"strx,omitempty"` // string :exact
+	Ref    []string `bson:"ref,omitempty"`  // reference
+	URI    []string `bson:"uri,omitempty"`  // uri
+	Has    []string `bson:"has,omitempty"`  // codes with at least one value (:missing)
+	DateLo []string `bson:"dlo,omitempty"`  // date range starts, code|instant
+	DateHi []string `bson:"dhi,omitempty"`  // date range ends, code|instant
+}
+
+// IndexFields are the bson names of Index, the only fields a Cond may name
+// besides the resource's own id and lastUpdated.
+var indexFields = map[string]bool{
+	"tok": true, "txt": true, "str": true, "strx": true, "ref": true, "uri": true, "has": true, "dlo": true, "dhi": true,
+	"rid": true, "ts": true,
+}
+
+// Cond is one condition of a search. Exactly one form is set.
+type Cond struct {
+	Field string
+	In    []string // an entry equals one of these
+	NotIn []string // no entry equals any of these
+	// Prefix: an entry starts with one of these (anchored, escaped: client
+	// text never becomes a pattern).
+	Prefix []string
+	// Range: one entry e with Lo <= e < Hi (strings compare bytewise).
+	Lo, Hi string
+	// Time range on ts: From <= ts < To (zero: open).
+	From, To time.Time
+	Or       []Cond // any of these
+}
+
+// Query is a compiled search on the current versions of one type.
+type Query struct {
+	Type  string
+	And   []Cond
+	Sort  []Sort
+	After []any // keyset cursor: the sort values of the last row seen
+	Limit int
+}
+
+// Sort is one sort key: "ts" or "rid".
+type Sort struct {
+	Field string
+	Desc  bool
+}
+
+func (c Cond) filter() (bson.D, error) {
+	if !indexFields[c.Field] && c.Or == nil {
+		return nil, fmt.Errorf("search on unknown field %q", c.Field)
+	}
+	switch {
+	case c.Or != nil:
+		var or bson.A
+		for _, o := range c.Or {
+			f, err := o.filter()
+			if err != nil {
+				return nil, err
+			}
+			or = append(or, f)
+		}
+		return bson.D{{Key: "$or", Value: or}}, nil
+	case c.In != nil:
+		if len(c.In) == 1 {
+			return bson.D{{Key: c.Field, Value: c.In[0]}}, nil
+		}
+		return bson.D{{Key: c.Field, Value: bson.D{{Key: "$in", Value: c.In}}}}, nil
+	case c.NotIn != nil:
+		return bson.D{{Key: c.Field, Value: bson.D{{Key: "$nin", Value: c.NotIn}}}}, nil
+	case c.Prefix != nil:
+		var or bson.A
+		for _, p := range c.Prefix {
+			or = append(or, bson.D{{Key: c.Field, Value: bson.Regex{Pattern: "^" + regexp.QuoteMeta(p)}}})
+		}
+		if len(or) == 1 {
+			return or[0].(bson.D), nil
+		}
+		return bson.D{{Key: "$or", Value: or}}, nil
+	case c.Field == "ts":
+		r := bson.D{}
+		if !c.From.IsZero() {
+			r = append(r, bson.E{Key: "$gte", Value: c.From})
+		}
+		if !c.To.IsZero() {
+			r = append(r, bson.E{Key: "$lt", Value: c.To})
+		}
+		return bson.D{{Key: "ts", Value: r}}, nil
+	default:
+		// $elemMatch with operators only: both bounds hold for one entry.
+		return bson.D{{Key: c.Field, Value: bson.D{{Key: "$elemMatch", Value: bson.D{
+			{Key: "$gte", Value: c.Lo}, {Key: "$lt", Value: c.Hi},
+		}}}}}, nil
+	}
+}
+
+func (q *Query) filter() (bson.D, error) {
+	f := bson.D{{Key: "type", Value: q.Type}, {Key: "deleted", Value: bson.D{{Key: "$ne", Value: true}}}}
+	var and bson.A
+	for _, c := range q.And {
+		cf, err := c.filter()
+		if err != nil {
+			return nil, err
+		}
+		and = append(and, cf)
+	}
+	if after := q.keyset(); after != nil {
+		and = append(and, after)
+	}
+	if len(and) > 0 {
+		f = append(f, bson.E{Key: "$and", Value: and})
+	}
+	return f, nil
+}
+
+// keyset is the condition "after the cursor row" in sort order: for keys
+// k1..kn, (k1 > a1) or (k1 = a1 and k2 > a2) or ...
+func (q *Query) keyset() bson.D {
+	if len(q.After) != len(q.Sort) || len(q.After) == 0 {
+		return nil
+	}
+	var or bson.A
+	for i, s := range q.Sort {
+		term := bson.D{}
+		for j := 0; j < i; j++ {
+			term = append(term, bson.E{Key: q.Sort[j].Field, Value: q.After[j]})
+		}
+		op := "$gt"
+		if s.Desc {
+			op = "$lt"
+		}
+		term = append(term, bson.E{Key: s.Field, Value: bson.D{{Key: op, Value: q.After[i]}}})
+		or = append(or, term)
+	}
+	return bson.D{{Key: "$or", Value: or}}
+}
+
+// Search returns up to q.Limit matching current versions in sort order, and
+// whether more follow.
+func (s *Store) Search(ctx context.Context, q *Query) ([]*Record, bool, error) {
+	f, err := q.filter()
+	if err != nil {
+		return nil, false, err
+	}
+	sort := bson.D{}
+	for _, k := range q.Sort {
+		dir := 1
+		if k.Desc {
+			dir = -1
+		}
+		sort = append(sort, bson.E{Key: k.Field, Value: dir})
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	cur, err := s.resources.Find(ctx, f, options.Find().SetSort(sort).SetLimit(int64(q.Limit)+1))
+	if err != nil {
+		return nil, false, storeErr(err, "search")
+	}
+	var out []*Record
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, false, storeErr(err, "search")
+	}
+	more := len(out) > q.Limit
+	if more {
+		out = out[:q.Limit]
+	}
+	return out, more, nil
+}
+
+// Count returns how many current versions match q (ignoring its cursor).
+func (s *Store) Count(ctx context.Context, q *Query) (int64, error) {
+	qq := *q
+	qq.After = nil
+	f, err := qq.filter()
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	n, err := s.resources.CountDocuments(ctx, f)
+	return n, storeErr(err, "count")
+}
