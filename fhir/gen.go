@@ -4,3 +4,7 @@ package fhir
 // Go models (for required primitives and the list of resource types) and the
 // google/fhir R4 protos (for the target types of references, see spec/README.md).
 //go:generate go run ./internal/modelgen
+
+// searchparams.json is generated from the SearchParameter Bundle of the npm
+// package hl7.fhir.r4.examples@4.0.1 (see spec/README.md); it needs npm.
+//go:generate go run ./internal/searchgen

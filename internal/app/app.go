@@ -21,6 +21,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/httpapi"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/resource"
+	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
@@ -83,6 +84,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Version:      Version(),
 		Started:      time.Now(),
+		Cursors:      search.NewCursors(cfg.CursorSecret),
 	})
 	a.server = &http.Server{
 		Handler:           handler,

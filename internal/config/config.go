@@ -22,6 +22,8 @@ type Config struct {
 	LogLevel        string        `env:"KAPFHIR_LOG_LEVEL" envDefault:"info"`
 	StoreTimeout    time.Duration `env:"KAPFHIR_STORE_TIMEOUT" envDefault:"10s"`
 	ShutdownTimeout time.Duration `env:"KAPFHIR_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// CursorSecret signs search page links; empty: a random key per start.
+	CursorSecret string `env:"KAPFHIR_CURSOR_SECRET"`
 }
 
 // maxBody keeps a stored version under MongoDB's 16 MiB document limit,

@@ -5,22 +5,30 @@ import (
 	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/search"
 )
 
 type code struct {
 	Code string `json:"code"`
 }
 
+type capSearchParam struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition,omitempty"`
+	Type       string `json:"type"`
+}
+
 type capResource struct {
-	Type              string `json:"type"`
-	Interaction       []code `json:"interaction"`
-	Versioning        string `json:"versioning"`
-	ReadHistory       bool   `json:"readHistory"`
-	UpdateCreate      bool   `json:"updateCreate"`
-	ConditionalCreate bool   `json:"conditionalCreate"`
-	ConditionalRead   string `json:"conditionalRead"`
-	ConditionalUpdate bool   `json:"conditionalUpdate"`
-	ConditionalDelete string `json:"conditionalDelete"`
+	Type              string           `json:"type"`
+	SearchParam       []capSearchParam `json:"searchParam,omitempty"`
+	Interaction       []code           `json:"interaction"`
+	Versioning        string           `json:"versioning"`
+	ReadHistory       bool             `json:"readHistory"`
+	UpdateCreate      bool             `json:"updateCreate"`
+	ConditionalCreate bool             `json:"conditionalCreate"`
+	ConditionalRead   string           `json:"conditionalRead"`
+	ConditionalUpdate bool             `json:"conditionalUpdate"`
+	ConditionalDelete string           `json:"conditionalDelete"`
 }
 
 // capabilityStatement describes what the routes table serves, for every
@@ -41,8 +49,14 @@ func capabilityStatement(version string, started time.Time) []byte {
 	}
 	var resources []capResource
 	for _, t := range fhir.ResourceTypes() {
+		var params []capSearchParam
+		for _, p := range fhir.SearchParams(t) {
+			if search.Searchable(p) {
+				params = append(params, capSearchParam{Name: p.Code, Type: p.Type})
+			}
+		}
 		resources = append(resources, capResource{
-			Type: t, Interaction: typeLevel,
+			Type: t, Interaction: typeLevel, SearchParam: params,
 			Versioning: "versioned-update", ReadHistory: true, UpdateCreate: true,
 			ConditionalCreate: true, ConditionalRead: "full-support",
 			ConditionalUpdate: true, ConditionalDelete: "single",
@@ -62,7 +76,7 @@ func capabilityStatement(version string, started time.Time) []byte {
 		"format":      []string{"application/fhir+json", "json"},
 		"rest": []map[string]any{{
 			"mode":          "server",
-			"documentation": "JSON only. Conditional interactions take identifier criteria.",
+			"documentation": "JSON only. Search serves token, string, uri, reference and date parameters, _id and _lastUpdated; see docs/fhir-behaviour.md.",
 			"resource":      resources,
 			"interaction":   systemLevel,
 		}},

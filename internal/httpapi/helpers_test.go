@@ -20,6 +20,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/httpapi"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/resource"
+	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
 	"github.com/kapfhir/kapfhir/internal/storetest"
 )
@@ -74,6 +75,7 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) http.Handler {
 		MaxBodyBytes: 1 << 20,
 		Version:      "test",
 		Started:      time.Now(),
+		Cursors:      search.NewCursors("test"),
 	})
 }
 
@@ -86,6 +88,7 @@ func (e *env) second() *httptest.Server {
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{
 		Resources: resource.New(st, time.Now), Ready: st.Ping, Metrics: m, Gatherer: reg,
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20, Started: time.Now(),
+		Cursors: search.NewCursors("test"),
 	}))
 	e.t.Cleanup(srv.Close)
 	return srv

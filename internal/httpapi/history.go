@@ -105,31 +105,11 @@ type link struct{ Relation, URL string }
 // historyBundle assembles the Bundle around the stored bytes of each
 // version, so resources are sent exactly as stored.
 func (a *api) historyBundle(c *gin.Context, links []link, recs []*store.Record) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"resourceType":"Bundle","type":"history","meta":{"lastUpdated":`)
-	writeJSON(&b, time.Now().UTC().Format(fhir.InstantLayout))
-	b.WriteString(`},"link":[`)
-	for i, l := range links {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`{"relation":`)
-		writeJSON(&b, l.Relation)
-		b.WriteString(`,"url":`)
-		writeJSON(&b, l.URL)
-		b.WriteByte('}')
-	}
-	b.WriteByte(']')
-	if len(recs) > 0 {
-		b.WriteString(`,"entry":[`)
-	}
 	base := a.base(c)
-	for i, r := range recs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
+	return bundle("history", -1, links, len(recs), func(b *bytes.Buffer, i int) {
+		r := recs[i]
 		b.WriteString(`{"fullUrl":`)
-		writeJSON(&b, base+"/"+r.Type+"/"+r.ID)
+		writeJSON(b, base+"/"+r.Type+"/"+r.ID)
 		if !r.Deleted {
 			b.WriteString(`,"resource":`)
 			b.WriteString(r.Raw)
@@ -144,18 +124,50 @@ func (a *api) historyBundle(c *gin.Context, links []link, recs []*store.Record) 
 			status = "201 Created"
 		}
 		b.WriteString(`,"request":{"method":`)
-		writeJSON(&b, method)
+		writeJSON(b, method)
 		b.WriteString(`,"url":`)
-		writeJSON(&b, reqURL)
+		writeJSON(b, reqURL)
 		b.WriteString(`},"response":{"status":`)
-		writeJSON(&b, status)
+		writeJSON(b, status)
 		b.WriteString(`,"etag":`)
-		writeJSON(&b, `W/"`+strconv.FormatInt(r.VersionID, 10)+`"`)
+		writeJSON(b, `W/"`+strconv.FormatInt(r.VersionID, 10)+`"`)
 		b.WriteString(`,"lastModified":`)
-		writeJSON(&b, r.LastUpdated.UTC().Format(fhir.InstantLayout))
+		writeJSON(b, r.LastUpdated.UTC().Format(fhir.InstantLayout))
 		b.WriteString(`}}`)
+	})
+}
+
+// bundle writes a Bundle of type typ: total when not negative, the links,
+// and n entries written by entry.
+func bundle(typ string, total int64, links []link, n int, entry func(*bytes.Buffer, int)) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"resourceType":"Bundle","meta":{"lastUpdated":`)
+	writeJSON(&b, time.Now().UTC().Format(fhir.InstantLayout))
+	b.WriteString(`},"type":`)
+	writeJSON(&b, typ)
+	if total >= 0 {
+		b.WriteString(`,"total":` + strconv.FormatInt(total, 10))
 	}
-	if len(recs) > 0 {
+	b.WriteString(`,"link":[`)
+	for i, l := range links {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"relation":`)
+		writeJSON(&b, l.Relation)
+		b.WriteString(`,"url":`)
+		writeJSON(&b, l.URL)
+		b.WriteByte('}')
+	}
+	b.WriteByte(']')
+	if n > 0 {
+		b.WriteString(`,"entry":[`)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			entry(&b, i)
+		}
 		b.WriteByte(']')
 	}
 	b.WriteByte('}')

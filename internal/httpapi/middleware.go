@@ -99,8 +99,10 @@ func (a *api) checkFormat(c *gin.Context) error {
 	} else if accept := c.GetHeader("Accept"); accept != "" && !acceptsJSON(accept) {
 		return fault.New(fault.NotAcceptable, "", "Accept %q names no format this server produces; it speaks application/fhir+json", accept)
 	}
-	switch c.Request.Method {
-	case http.MethodPost, http.MethodPut, http.MethodPatch:
+	switch {
+	case strings.HasSuffix(c.FullPath(), "/_search"):
+		// Search parameters come as a form; searchPost checks its type.
+	case c.Request.Method == http.MethodPost, c.Request.Method == http.MethodPut, c.Request.Method == http.MethodPatch:
 		mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 		if err != nil || !jsonFormat(mt) {
 			return fault.New(fault.UnsupportedMediaType, "", "Content-Type %q is not supported; send application/fhir+json", c.GetHeader("Content-Type"))

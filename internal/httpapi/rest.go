@@ -193,7 +193,7 @@ func (a *api) deleted(c *gin.Context, out *resource.Outcome) error {
 }
 
 // criteria parses the query of a conditional update or delete.
-func criteria(c *gin.Context) (string, *search.Criteria, error) {
+func criteria(c *gin.Context) (string, *search.Request, error) {
 	typ, err := resourceType(c)
 	if err != nil {
 		return "", nil, err

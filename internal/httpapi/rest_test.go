@@ -264,7 +264,7 @@ func TestConditionalCreate(t *testing.T) {
 	if r := e.do("POST", "/fhir/Patient", fmt.Sprintf(patient, "cc1"), "If-None-Exist", "identifier=cc1"); r.status != http.StatusPreconditionFailed {
 		t.Errorf("conditional create with two matches: %d", r.status)
 	}
-	if r := e.do("POST", "/fhir/Patient", fmt.Sprintf(patient, "x"), "If-None-Exist", "name=x"); r.status != http.StatusBadRequest {
+	if r := e.do("POST", "/fhir/Patient", fmt.Sprintf(patient, "x"), "If-None-Exist", "nickname=x"); r.status != http.StatusBadRequest {
 		t.Errorf("unsupported criteria: %d", r.status)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/resource"
+	"github.com/kapfhir/kapfhir/internal/search"
 )
 
 // Config is what the HTTP layer needs.
@@ -31,6 +32,7 @@ type Config struct {
 	MaxBodyBytes int64
 	Version      string
 	Started      time.Time
+	Cursors      *search.Cursors // signs search page links
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are
@@ -45,6 +47,8 @@ type route struct {
 var routes = []route{
 	{"GET", "/fhir/metadata", "capabilities", "", (*api).capabilities},
 	{"GET", "/fhir/_history", "history-system", "system", (*api).historySystem},
+	{"GET", "/fhir/:type", "search-type", "type", (*api).searchType},
+	{"POST", "/fhir/:type/_search", "search-type", "", (*api).searchPost},
 	{"POST", "/fhir/:type", "create", "type", (*api).create},
 	{"PUT", "/fhir/:type", "update", "", (*api).conditionalUpdate},
 	{"DELETE", "/fhir/:type", "delete", "", (*api).conditionalDelete},

@@ -13,7 +13,7 @@ import (
 
 // Match returns up to two current resources matching c: enough to tell
 // none, one and many apart.
-func (s *Service) Match(ctx context.Context, c *search.Criteria) ([]*store.Record, error) {
+func (s *Service) Match(ctx context.Context, c *search.Request) ([]*store.Record, error) {
 	recs, _, err := s.store.Search(ctx, &store.Query{Type: c.Type, And: c.Conds, Limit: 2})
 	return recs, err
 }
@@ -21,7 +21,7 @@ func (s *Service) Match(ctx context.Context, c *search.Criteria) ([]*store.Recor
 // ConditionalCreate creates res unless a resource matches c. Concurrent
 // calls with the same criteria create one resource: a guard document keyed
 // by the criteria admits one creator, the others wait for its commit.
-func (s *Service) ConditionalCreate(ctx context.Context, res *fhir.Resource, c *search.Criteria) (*Outcome, error) {
+func (s *Service) ConditionalCreate(ctx context.Context, res *fhir.Resource, c *search.Request) (*Outcome, error) {
 	deadline := time.Now().Add(s.guardWait)
 	for attempt := 0; ; attempt++ {
 		if found, err := s.single(ctx, c); err != nil || found != nil {
@@ -56,7 +56,7 @@ func isRetry(err error) bool { return err == store.ErrVersionTaken }
 
 // single reports the one match of c as a no-op outcome, nil when none
 // matches, and 412 when several do.
-func (s *Service) single(ctx context.Context, c *search.Criteria) (*Outcome, error) {
+func (s *Service) single(ctx context.Context, c *search.Request) (*Outcome, error) {
 	m, err := s.Match(ctx, c)
 	switch {
 	case err != nil:
@@ -88,7 +88,7 @@ func (s *Service) takeOver(ctx context.Context, held *store.Guard, g store.Guard
 
 // ConditionalUpdate updates the one resource matching c, or creates res
 // when none does (under the same guard as a conditional create).
-func (s *Service) ConditionalUpdate(ctx context.Context, res *fhir.Resource, c *search.Criteria, ifMatch *int64) (*Outcome, error) {
+func (s *Service) ConditionalUpdate(ctx context.Context, res *fhir.Resource, c *search.Request, ifMatch *int64) (*Outcome, error) {
 	m, err := s.Match(ctx, c)
 	if err != nil {
 		return nil, err
@@ -112,7 +112,7 @@ func (s *Service) ConditionalUpdate(ctx context.Context, res *fhir.Resource, c *
 
 // ConditionalDelete deletes the one resource matching c; none is a no-op,
 // several is 412 (the server does not delete many at once).
-func (s *Service) ConditionalDelete(ctx context.Context, c *search.Criteria) (*Outcome, error) {
+func (s *Service) ConditionalDelete(ctx context.Context, c *search.Request) (*Outcome, error) {
 	m, err := s.Match(ctx, c)
 	if err != nil {
 		return nil, err
@@ -124,6 +124,16 @@ func (s *Service) ConditionalDelete(ctx context.Context, c *search.Criteria) (*O
 		return s.Delete(ctx, c.Type, m[0].ID, nil)
 	}
 	return nil, fault.New(fault.PreconditionFailed, "", "the criteria match more than one %s", c.Type)
+}
+
+// Search returns a page of current versions matching q.
+func (s *Service) Search(ctx context.Context, q *store.Query) ([]*store.Record, bool, error) {
+	return s.store.Search(ctx, q)
+}
+
+// Count counts the current versions matching q.
+func (s *Service) Count(ctx context.Context, q *store.Query) (int64, error) {
+	return s.store.Count(ctx, q)
 }
 
 // History returns a page of versions; see store.HistoryQuery.

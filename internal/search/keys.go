@@ -5,18 +5,19 @@
 // name or an operator.
 package search
 
-import (
-	"github.com/kapfhir/kapfhir/fhir"
-	"github.com/kapfhir/kapfhir/internal/store"
-)
+import "strings"
 
 // Entry formats. Every entry starts with the parameter's code, which has no
 // '=', ':' or '|' (codes are checked when a parameter is registered):
 //
-//	token   code=system|value   (system may be empty: code=|value)
-//	        code=system|        (any value in that system)
-//	        code:value          (any system)
-//	others  code:value
+//	token      code=system|value   (system may be empty: code=|value)
+//	           code=system|        (any value in that system)
+//	           code:value          (any system)
+//	reference  code:Type/id, code@id (any type), code:url
+//	           and the identifier as the token code@identifier
+//	date       code|lo and code|hi, instants in instantLayout; open ends
+//	           are minDate and maxDate
+//	others     code:value (strings lowercased and without accents)
 func tokenKeys(code, system, value string) []string {
 	var keys []string
 	if value != "" {
@@ -37,14 +38,24 @@ func tokenQuery(code string, system *string, value string) string {
 	return code + "=" + *system + "|" + value
 }
 
-// Index computes the index entries of a resource.
-func Index(res *fhir.Resource) *store.Index {
-	ix := &store.Index{}
-	for _, id := range res.Identifiers() {
-		ix.Token = append(ix.Token, tokenKeys("identifier", id.System, id.Value)...)
+// splitUnescaped splits s at sep where sep is not escaped with a backslash.
+func splitUnescaped(s string, sep byte) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' {
+			i++
+			continue
+		}
+		if s[i] == sep {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
 	}
-	if len(ix.Token) > 0 {
-		ix.Has = []string{"identifier"}
-	}
-	return ix
+	return append(out, s[start:])
+}
+
+// unescape undoes the search escapes \, \| \$ and \\.
+func unescape(s string) string {
+	return strings.NewReplacer(`\,`, ",", `\|`, "|", `\$`, "$", `\\`, `\`).Replace(s)
 }

@@ -3,27 +3,40 @@ package search
 import (
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 
+	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
-// Criteria are parsed search parameters: the store conditions they compile
-// to, and a canonical text (parameters sorted) that names them.
-type Criteria struct {
-	Type      string
-	Conds     []store.Cond
+// Request is a parsed search on one type.
+type Request struct {
+	Type  string
+	Conds []store.Cond
+	Sort  []store.Sort
+	Count int
+	Total string // none or accurate
+	Page  string // the opaque cursor of a next link, "" on the first page
+	// Ignored lists what lenient handling skipped, for the Bundle's
+	// OperationOutcome.
+	Ignored []fault.Issue
+	// Canonical names the matching part (parameters sorted): a cursor is
+	// only valid for the same canonical query and sort.
 	Canonical string
 }
 
-// ParseCriteria parses the query of a conditional interaction on typ.
-func ParseCriteria(typ, query string) (*Criteria, error) {
-	q, err := url.ParseQuery(query)
-	if err != nil {
-		return nil, fault.New(fault.Invalid, "", "the criteria are not a valid query string: %v", err)
-	}
-	c := &Criteria{Type: typ}
+const (
+	defaultCount = 50
+	maxCount     = 1000
+)
+
+// Parse parses the parameters of a type-level search. Strict by default: an
+// unknown or unsupported parameter or modifier is a 400 naming it; with
+// lenient it is skipped and listed in Ignored.
+func Parse(typ string, q url.Values, lenient bool) (*Request, error) {
+	r := &Request{Type: typ, Count: defaultCount, Total: "none"}
 	names := make([]string, 0, len(q))
 	for name := range q {
 		names = append(names, name)
@@ -31,62 +44,325 @@ func ParseCriteria(typ, query string) (*Criteria, error) {
 	sort.Strings(names)
 	var canon []string
 	for _, name := range names {
-		if name != "identifier" {
-			return nil, fault.New(fault.Invalid, "", "conditional criteria support only the identifier parameter, not %q", name)
-		}
 		for _, v := range q[name] {
-			cond, err := tokenCond(name, v)
-			if err != nil {
-				return nil, err
+			ok, err := r.control(name, v)
+			if err == nil && !ok {
+				var c store.Cond
+				c, err = compile(typ, name, v)
+				if err == nil {
+					r.Conds = append(r.Conds, c)
+					canon = append(canon, url.QueryEscape(name)+"="+url.QueryEscape(v))
+				}
 			}
-			c.Conds = append(c.Conds, cond)
-			canon = append(canon, url.QueryEscape(name)+"="+url.QueryEscape(v))
+			if err != nil {
+				fe := fault.As(err)
+				if !lenient || fe.Kind != fault.Invalid {
+					return nil, err
+				}
+				is := fe.Issues[0]
+				is.Severity = "warning"
+				r.Ignored = append(r.Ignored, is)
+			}
 		}
 	}
-	if len(c.Conds) == 0 {
-		return nil, fault.New(fault.Invalid, "", "conditional criteria need at least one parameter")
+	if len(r.Sort) == 0 {
+		r.Sort = []store.Sort{{Field: "rid"}}
 	}
-	sort.Strings(canon)
-	c.Canonical = typ + "?" + strings.Join(canon, "&")
-	return c, nil
+	var sortKeys []string
+	for _, s := range r.Sort {
+		sortKeys = append(sortKeys, map[bool]string{true: "-", false: ""}[s.Desc]+s.Field)
+	}
+	r.Canonical = typ + "?" + strings.Join(canon, "&") + "#" + strings.Join(sortKeys, ",")
+	return r, nil
 }
 
-// tokenCond compiles one token parameter value: OR over commas, each
-// system|code, |code, system| or code.
-func tokenCond(code, value string) (store.Cond, error) {
-	var in []string
-	for _, alt := range splitUnescaped(value, ',') {
-		parts := splitUnescaped(alt, '|')
-		switch {
-		case len(parts) == 1 && parts[0] != "":
-			in = append(in, tokenQuery(code, nil, unescape(parts[0])))
-		case len(parts) == 2 && (parts[0] != "" || parts[1] != ""):
-			sys := unescape(parts[0])
-			in = append(in, tokenQuery(code, &sys, unescape(parts[1])))
+// control handles the result parameters; it reports false for a search
+// parameter.
+func (r *Request) control(name, v string) (bool, error) {
+	switch name {
+	case "_format", "_pretty":
+	case "_count":
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return true, fault.New(fault.Invalid, "", "_count must be a whole number, not %q", v)
+		}
+		r.Count = min(n, maxCount)
+	case "_total":
+		switch v {
+		case "none":
+			r.Total = "none"
+		case "accurate", "estimate": // an estimate costs as much as the count here
+			r.Total = "accurate"
 		default:
-			return store.Cond{}, fault.New(fault.Invalid, "", "%s value %q is not system|code, |code, system| or code", code, alt)
+			return true, fault.New(fault.Invalid, "", "_total must be none, estimate or accurate, not %q", v)
 		}
+	case "_sort":
+		for _, key := range strings.Split(v, ",") {
+			desc := strings.HasPrefix(key, "-")
+			switch strings.TrimPrefix(key, "-") {
+			case "_lastUpdated":
+				r.Sort = append(r.Sort, store.Sort{Field: "ts", Desc: desc})
+			case "_id":
+				r.Sort = append(r.Sort, store.Sort{Field: "rid", Desc: desc})
+			default:
+				return true, fault.New(fault.Invalid, "", "_sort by %q is not supported; sort by _lastUpdated or _id", key)
+			}
+		}
+		// rid last makes the order total, which keyset paging needs.
+		if r.Sort[len(r.Sort)-1].Field != "rid" {
+			r.Sort = append(r.Sort, store.Sort{Field: "rid"})
+		}
+	case "_page":
+		r.Page = v
+	default:
+		if strings.HasPrefix(name, "_") && fhir.LookupSearchParam(r.Type, strings.SplitN(name, ":", 2)[0]) == nil {
+			return true, fault.New(fault.Invalid, "", "the search result parameter %s is not supported", name)
+		}
+		return false, nil
 	}
-	return store.Cond{Field: "tok", In: in}, nil
+	return true, nil
 }
 
-// splitUnescaped splits s at sep where sep is not escaped with a backslash.
-func splitUnescaped(s string, sep byte) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' {
-			i++
-			continue
-		}
-		if s[i] == sep {
-			out = append(out, s[start:i])
-			start = i + 1
+// ParseCriteria parses the criteria of a conditional interaction: search
+// parameters only.
+func ParseCriteria(typ, query string) (*Request, error) {
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fault.New(fault.Invalid, "", "the criteria are not a valid query string: %v", err)
+	}
+	for name := range q {
+		if name == "_format" || name == "_pretty" {
+			delete(q, name)
 		}
 	}
-	return append(out, s[start:])
+	r, err := Parse(typ, q, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Conds) == 0 || r.Page != "" || len(q) != len(r.Conds) {
+		return nil, fault.New(fault.Invalid, "", "conditional criteria must be search parameters, at least one")
+	}
+	return r, nil
 }
 
-func unescape(s string) string {
-	return strings.NewReplacer(`\,`, ",", `\|`, "|", `\$`, "$", `\\`, `\`).Replace(s)
+// compile turns one parameter occurrence (values OR-ed by commas) into a
+// condition.
+func compile(typ, name, value string) (store.Cond, error) {
+	code, modifier, _ := strings.Cut(name, ":")
+	p := fhir.LookupSearchParam(typ, code)
+	if p == nil {
+		return store.Cond{}, fault.New(fault.Invalid, "", "%s has no search parameter %q", typ, code)
+	}
+	if !Searchable(p) {
+		return store.Cond{}, fault.New(fault.Invalid, "", "search by %s parameters (%s) is not supported yet", p.Type, code)
+	}
+	if modifier == "missing" {
+		switch value {
+		case "true":
+			return store.Cond{Field: "has", NotIn: []string{code}}, nil
+		case "false":
+			return store.Cond{Field: "has", In: []string{code}}, nil
+		}
+		return store.Cond{}, fault.New(fault.Invalid, "", "%s:missing must be true or false", code)
+	}
+	alts := splitUnescaped(value, ',')
+	switch {
+	case code == "_id":
+		return idCond(modifier, alts)
+	case code == "_lastUpdated":
+		return anyOf(alts, func(v string) (store.Cond, error) { return lastUpdatedCond(modifier, v) })
+	}
+	switch p.Type {
+	case "token":
+		return tokenCond(p, modifier, alts)
+	case "string":
+		return stringCond(p, modifier, alts)
+	case "uri":
+		return uriCond(p, modifier, alts)
+	case "reference":
+		return referenceCond(p, modifier, alts)
+	case "date":
+		if modifier != "" {
+			return store.Cond{}, badModifier(code, modifier)
+		}
+		return anyOf(alts, func(v string) (store.Cond, error) { return dateCond(code, v) })
+	}
+	return store.Cond{}, fault.New(fault.Invalid, "", "search by %s parameters is not supported yet", p.Type)
+}
+
+func badModifier(code, modifier string) error {
+	return fault.New(fault.Invalid, "", "the modifier :%s is not supported on %s", modifier, code)
+}
+
+// anyOf ORs the conditions of several values.
+func anyOf(alts []string, one func(string) (store.Cond, error)) (store.Cond, error) {
+	var or []store.Cond
+	for _, a := range alts {
+		c, err := one(a)
+		if err != nil {
+			return store.Cond{}, err
+		}
+		or = append(or, c)
+	}
+	if len(or) == 1 {
+		return or[0], nil
+	}
+	return store.Cond{Or: or}, nil
+}
+
+func idCond(modifier string, alts []string) (store.Cond, error) {
+	if modifier != "" {
+		return store.Cond{}, badModifier("_id", modifier)
+	}
+	var ids []string
+	for _, a := range alts {
+		ids = append(ids, unescape(a))
+	}
+	return store.Cond{Field: "rid", In: ids}, nil
+}
+
+func tokenCond(p *fhir.SearchParam, modifier string, alts []string) (store.Cond, error) {
+	switch modifier {
+	case "", "not":
+		var keys []string
+		for _, alt := range alts {
+			k, err := tokenValue(p.Code, alt)
+			if err != nil {
+				return store.Cond{}, err
+			}
+			keys = append(keys, k)
+		}
+		if modifier == "not" {
+			return store.Cond{Field: "tok", NotIn: keys}, nil
+		}
+		return store.Cond{Field: "tok", In: keys}, nil
+	case "text":
+		var prefixes []string
+		for _, alt := range alts {
+			prefixes = append(prefixes, p.Code+":"+normalize(unescape(alt)))
+		}
+		return store.Cond{Field: "txt", Prefix: prefixes}, nil
+	}
+	return store.Cond{}, badModifier(p.Code, modifier)
+}
+
+// tokenValue is the entry that one token value (system|code, |code,
+// system| or code) matches.
+func tokenValue(code, alt string) (string, error) {
+	parts := splitUnescaped(alt, '|')
+	switch {
+	case len(parts) == 1 && parts[0] != "":
+		return tokenQuery(code, nil, unescape(parts[0])), nil
+	case len(parts) == 2 && (parts[0] != "" || parts[1] != ""):
+		sys := unescape(parts[0])
+		return tokenQuery(code, &sys, unescape(parts[1])), nil
+	}
+	return "", fault.New(fault.Invalid, "", "%s value %q is not system|code, |code, system| or code", code, alt)
+}
+
+func stringCond(p *fhir.SearchParam, modifier string, alts []string) (store.Cond, error) {
+	var vals []string
+	for _, alt := range alts {
+		vals = append(vals, unescape(alt))
+	}
+	switch modifier {
+	case "":
+		for i, v := range vals {
+			vals[i] = p.Code + ":" + normalize(v)
+		}
+		return store.Cond{Field: "str", Prefix: vals}, nil
+	case "exact":
+		for i, v := range vals {
+			vals[i] = p.Code + ":" + v
+		}
+		return store.Cond{Field: "strx", In: vals}, nil
+	case "contains":
+		var or []store.Cond
+		for _, v := range vals {
+			or = append(or, store.Cond{Field: "str", Contains: p.Code + ":", Substring: normalize(v)})
+		}
+		if len(or) == 1 {
+			return or[0], nil
+		}
+		return store.Cond{Or: or}, nil
+	}
+	return store.Cond{}, badModifier(p.Code, modifier)
+}
+
+func uriCond(p *fhir.SearchParam, modifier string, alts []string) (store.Cond, error) {
+	var vals []string
+	for _, alt := range alts {
+		v := unescape(alt)
+		switch modifier {
+		case "", "below":
+			vals = append(vals, p.Code+":"+v)
+		case "above":
+			// Every prefix of v that ends a path segment, and v itself.
+			for i := range v {
+				if v[i] == '/' && i > 0 && v[i-1] != '/' && v[i-1] != ':' {
+					vals = append(vals, p.Code+":"+v[:i])
+				}
+			}
+			vals = append(vals, p.Code+":"+v)
+		default:
+			return store.Cond{}, badModifier(p.Code, modifier)
+		}
+	}
+	if modifier == "below" {
+		return store.Cond{Field: "uri", Prefix: vals}, nil
+	}
+	return store.Cond{Field: "uri", In: vals}, nil
+}
+
+func referenceCond(p *fhir.SearchParam, modifier string, alts []string) (store.Cond, error) {
+	if modifier == "identifier" {
+		var keys []string
+		for _, alt := range alts {
+			k, err := tokenValue(p.Code+"@identifier", alt)
+			if err != nil {
+				return store.Cond{}, err
+			}
+			keys = append(keys, k)
+		}
+		return store.Cond{Field: "tok", In: keys}, nil
+	}
+	if modifier != "" && !fhir.IsResourceType(modifier) {
+		return store.Cond{}, badModifier(p.Code, modifier)
+	}
+	if modifier != "" && len(p.Targets) > 0 && !contains(p.Targets, modifier) {
+		return store.Cond{}, fault.New(fault.Invalid, "", "%s cannot refer to a %s (it refers to %s)", p.Code, modifier, strings.Join(p.Targets, ", "))
+	}
+	var vals []string
+	for _, alt := range alts {
+		v := unescape(alt)
+		if i := strings.Index(v, "/_history/"); i > 0 {
+			v = v[:i]
+		}
+		typ, id, isRel := strings.Cut(v, "/")
+		switch {
+		case strings.Contains(v, "://") || strings.HasPrefix(v, "urn:"):
+			vals = append(vals, p.Code+":"+v)
+		case isRel && fhir.IsResourceType(typ) && fhir.ValidID(id):
+			if modifier != "" && modifier != typ {
+				return store.Cond{}, fault.New(fault.Invalid, "", "%s:%s value %q names another type", p.Code, modifier, v)
+			}
+			vals = append(vals, p.Code+":"+v)
+		case !isRel && fhir.ValidID(v) && modifier != "":
+			vals = append(vals, p.Code+":"+modifier+"/"+v)
+		case !isRel && fhir.ValidID(v):
+			vals = append(vals, p.Code+"@"+v)
+		default:
+			return store.Cond{}, fault.New(fault.Invalid, "", "%s value %q is not Type/id, an id or an absolute URL", p.Code, v)
+		}
+	}
+	return store.Cond{Field: "ref", In: vals}, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

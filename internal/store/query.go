@@ -43,11 +43,15 @@ type Cond struct {
 	// Prefix: an entry starts with one of these (anchored, escaped: client
 	// text never becomes a pattern).
 	Prefix []string
+	// Contains: an entry that starts with Contains has Substring somewhere
+	// after that (both escaped).
+	Contains, Substring string
 	// Range: one entry e with Lo <= e < Hi (strings compare bytewise).
 	Lo, Hi string
 	// Time range on ts: From <= ts < To (zero: open).
 	From, To time.Time
 	Or       []Cond // any of these
+	And      []Cond // all of these
 }
 
 // Query is a compiled search on the current versions of one type.
@@ -66,10 +70,20 @@ type Sort struct {
 }
 
 func (c Cond) filter() (bson.D, error) {
-	if !indexFields[c.Field] && c.Or == nil {
+	if !indexFields[c.Field] && c.Or == nil && c.And == nil {
 		return nil, fmt.Errorf("search on unknown field %q", c.Field)
 	}
 	switch {
+	case c.And != nil:
+		var and bson.A
+		for _, a := range c.And {
+			f, err := a.filter()
+			if err != nil {
+				return nil, err
+			}
+			and = append(and, f)
+		}
+		return bson.D{{Key: "$and", Value: and}}, nil
 	case c.Or != nil:
 		var or bson.A
 		for _, o := range c.Or {
@@ -96,6 +110,8 @@ func (c Cond) filter() (bson.D, error) {
 			return or[0].(bson.D), nil
 		}
 		return bson.D{{Key: "$or", Value: or}}, nil
+	case c.Contains != "":
+		return bson.D{{Key: c.Field, Value: bson.Regex{Pattern: "^" + regexp.QuoteMeta(c.Contains) + ".*" + regexp.QuoteMeta(c.Substring)}}}, nil
 	case c.Field == "ts":
 		r := bson.D{}
 		if !c.From.IsZero() {

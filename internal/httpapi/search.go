@@ -1,0 +1,122 @@
+package httpapi
+
+import (
+	"bytes"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/search"
+	"github.com/kapfhir/kapfhir/internal/store"
+)
+
+// searchType answers GET /fhir/:type?params with a searchset Bundle.
+func (a *api) searchType(c *gin.Context) error {
+	return a.search(c, c.Request.URL.Query())
+}
+
+// searchPost answers POST /fhir/:type/_search: parameters in the form body
+// and in the URL.
+func (a *api) searchPost(c *gin.Context) error {
+	mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if mt != "application/x-www-form-urlencoded" {
+		return fault.New(fault.UnsupportedMediaType, "", "POST _search takes application/x-www-form-urlencoded parameters")
+	}
+	body, err := a.body(c)
+	if err != nil {
+		return err
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return fault.New(fault.Invalid, "", "the form body is not valid: %v", err)
+	}
+	for k, v := range c.Request.URL.Query() {
+		form[k] = append(form[k], v...)
+	}
+	return a.search(c, form)
+}
+
+func (a *api) search(c *gin.Context, params url.Values) error {
+	typ, err := resourceType(c)
+	if err != nil {
+		return err
+	}
+	req, err := search.Parse(typ, params, preferLenient(c))
+	if err != nil {
+		return err
+	}
+	after, err := a.Cursors.After(req)
+	if err != nil {
+		return err
+	}
+	q := &store.Query{Type: typ, And: req.Conds, Sort: req.Sort, After: after, Limit: req.Count}
+	recs, more, err := a.Resources.Search(c.Request.Context(), q)
+	if err != nil {
+		return err
+	}
+	total := int64(-1)
+	if req.Total == "accurate" {
+		if total, err = a.Resources.Count(c.Request.Context(), q); err != nil {
+			return err
+		}
+	}
+	self := a.base(c) + "/" + typ
+	links := []link{{"self", self + "?" + encodeWithout(params, "_page")}}
+	if more && len(recs) > 0 {
+		last := recs[len(recs)-1]
+		next := cloneValues(params)
+		next.Set("_page", a.Cursors.Next(req, last.LastUpdated, last.ID))
+		links = append(links, link{"next", self + "?" + next.Encode()})
+	}
+	n := len(recs)
+	if len(req.Ignored) > 0 {
+		n++
+	}
+	base := a.base(c)
+	body := bundle("searchset", total, links, n, func(b *bytes.Buffer, i int) {
+		if i == len(recs) {
+			b.WriteString(`{"resource":`)
+			b.Write(fault.OutcomeOf(req.Ignored))
+			b.WriteString(`,"search":{"mode":"outcome"}}`)
+			return
+		}
+		r := recs[i]
+		b.WriteString(`{"fullUrl":`)
+		writeJSON(b, base+"/"+r.Type+"/"+r.ID)
+		b.WriteString(`,"resource":`)
+		b.WriteString(r.Raw)
+		b.WriteString(`,"search":{"mode":"match"}}`)
+	})
+	c.Data(http.StatusOK, fhirJSON, pretty(c, body))
+	return nil
+}
+
+// preferLenient reports Prefer: handling=lenient.
+func preferLenient(c *gin.Context) bool {
+	for _, pref := range c.Request.Header.Values("Prefer") {
+		for _, p := range strings.Split(pref, ";") {
+			if strings.TrimSpace(p) == "handling=lenient" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+func encodeWithout(v url.Values, drop string) string {
+	out := cloneValues(v)
+	out.Del(drop)
+	return out.Encode()
+}
