@@ -80,14 +80,19 @@ func dateCond(code, v string) (store.Cond, error) {
 	case "eb":
 		return store.Cond{Field: "dhi", Lo: first, Hi: after(lo)}, nil
 	}
-	// ap: overlaps the value widened by 10% of its distance from now (at
-	// least its own width), as the spec suggests.
-	gap := time.Since(qlo).Abs() / 10
-	if w := qhi.Sub(qlo); gap < w {
+	alo, ahi := approx(qlo, qhi)
+	wlo, whi := code+"|"+alo.Format(instantLayout), code+"|"+ahi.Format(instantLayout)
+	return and(store.Cond{Field: "dlo", Lo: first, Hi: whi}, store.Cond{Field: "dhi", Lo: after(wlo), Hi: last}), nil
+}
+
+// approx widens [lo, hi) for the ap prefix by 10% of its distance from now,
+// and at least by its own width, as the spec suggests.
+func approx(lo, hi time.Time) (time.Time, time.Time) {
+	gap := time.Since(lo).Abs() / 10
+	if w := hi.Sub(lo); gap < w {
 		gap = w
 	}
-	wlo, whi := code+"|"+qlo.Add(-gap).Format(instantLayout), code+"|"+qhi.Add(gap).Format(instantLayout)
-	return and(store.Cond{Field: "dlo", Lo: first, Hi: whi}, store.Cond{Field: "dhi", Lo: after(wlo), Hi: last}), nil
+	return lo.Add(-gap), hi.Add(gap)
 }
 
 // and is two conditions that must both hold.
@@ -118,5 +123,6 @@ func lastUpdatedCond(modifier, v string) (store.Cond, error) {
 	case "le":
 		return store.Cond{Field: "ts", To: hi}, nil
 	}
-	return store.Cond{}, fault.New(fault.Invalid, "", "_lastUpdated does not support the prefix ap")
+	alo, ahi := approx(lo, hi)
+	return store.Cond{Field: "ts", From: alo, To: ahi}, nil
 }

@@ -1,0 +1,115 @@
+package search
+
+import (
+	"net/url"
+	"testing"
+
+	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/store"
+)
+
+// TestEveryQueryShapeIsIndexed compiles a search for every searchable
+// parameter of every type, with each modifier and prefix, and checks that
+// each condition the compiler emits, and each sort, is served by a declared
+// index whose keys start with the resource type and the condition's field
+// (the prefix rule): on MongoDB no search scans a collection.
+func TestEveryQueryShapeIsIndexed(t *testing.T) {
+	indexed := map[string]bool{} // "field" served by {type, field, ...}
+	sorted := map[string]bool{}  // "field1,field2" served by {type, field1, field2}
+	for _, ix := range store.Indexes()["resources"] {
+		if len(ix.Keys) < 2 || ix.Keys[0].Key != "type" {
+			continue
+		}
+		indexed[ix.Keys[1].Key] = true
+		key := ""
+		for i, k := range ix.Keys[1:] {
+			if i > 0 {
+				key += ","
+			}
+			key += k.Key
+			sorted[key] = true
+		}
+	}
+	values := map[string][]string{
+		"token":     {"a", "s|a", "|a", "s|"},
+		"string":    {"ab"},
+		"uri":       {"http://x/y"},
+		"reference": {"Patient/1", "1", "http://x/fhir/Patient/1"},
+		"date":      {"2021", "eq2021-03-04", "ne2021", "gt2021", "ge2021", "lt2021", "le2021", "sa2021", "eb2021", "ap2021"},
+	}
+	modifiers := map[string][]string{
+		"token":     {"", ":not", ":text", ":missing"},
+		"string":    {"", ":exact", ":contains", ":missing"},
+		"uri":       {"", ":below", ":above", ":missing"},
+		"reference": {"", ":identifier", ":missing"},
+		"date":      {"", ":missing"},
+	}
+	shapes := 0
+	for _, typ := range fhir.ResourceTypes() {
+		for _, p := range fhir.SearchParams(typ) {
+			if !Searchable(p) {
+				continue
+			}
+			mods := modifiers[p.Type]
+			if p.Code == "_id" || p.Code == "_lastUpdated" {
+				mods = []string{""} // the record's own fields, no modifiers
+			}
+			for _, mod := range mods {
+				vals := values[p.Type]
+				switch mod {
+				case ":missing":
+					vals = []string{"true", "false"}
+				case ":identifier":
+					vals = []string{"s|a"}
+				}
+				for _, v := range vals {
+					r, err := Parse(typ, url.Values{p.Code + mod: {v}}, false)
+					if err != nil {
+						t.Errorf("%s?%s%s=%s: %v", typ, p.Code, mod, v, err)
+						continue
+					}
+					for _, c := range r.Conds {
+						checkIndexed(t, typ+"?"+p.Code+mod+"="+v, c, indexed)
+						shapes++
+					}
+				}
+			}
+		}
+	}
+	for _, s := range []string{"", "_lastUpdated", "-_lastUpdated", "_id", "-_id"} {
+		q := url.Values{}
+		if s != "" {
+			q.Set("_sort", s)
+		}
+		r, err := Parse("Patient", q, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := ""
+		for i, k := range r.Sort {
+			if i > 0 {
+				key += ","
+			}
+			key += k.Field
+		}
+		if !sorted[key] {
+			t.Errorf("_sort=%s sorts by %s, which no index {type, %s} serves", s, key, key)
+		}
+	}
+	t.Logf("%d condition shapes checked against %d indexed fields", shapes, len(indexed))
+}
+
+func checkIndexed(t *testing.T, query string, c store.Cond, indexed map[string]bool) {
+	t.Helper()
+	for _, sub := range append(c.Or, c.And...) {
+		checkIndexed(t, query, sub, indexed)
+	}
+	if c.Or != nil || c.And != nil {
+		return
+	}
+	// A negation (NotIn) cannot use an index bound; the type prefix still
+	// narrows the scan to one type, as in any FHIR server.
+	if !indexed[c.Field] {
+		t.Errorf("%s: condition on %q, which no index {type, %s} serves", query, c.Field, c.Field)
+	}
+}
