@@ -23,6 +23,13 @@ var scenarios = []scenario{
 	{name: "create", http: (*httpSide).create, raw: (*rawSide).create},
 	{name: "read", requires: []string{"create"}, http: (*httpSide).read, raw: (*rawSide).read},
 	{name: "update", requires: []string{"create"}, http: (*httpSide).update, raw: (*rawSide).update},
+	searchScenario("search-patient-code"),
+	searchScenario("search-patient-date"),
+}
+
+func searchScenario(name string) scenario {
+	return scenario{name: name, requires: []string{"create"},
+		http: httpSearch(name), raw: rawSearch(name)}
 }
 
 func scenarioNames() []string {

@@ -49,6 +49,9 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 	if err != nil {
 		return err
 	}
+	if err := search.Resolve(c.Request.Context(), a.Resources, req); err != nil {
+		return err
+	}
 	after, err := a.Cursors.After(req)
 	if err != nil {
 		return err
@@ -58,6 +61,11 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 	if err != nil {
 		return err
 	}
+	incs, warnings, err := search.Includes(c.Request.Context(), a.Resources, req, recs)
+	if err != nil {
+		return err
+	}
+	issues := append(req.Ignored, warnings...)
 	total := int64(-1)
 	if req.Total == "accurate" {
 		if total, err = a.Resources.Count(c.Request.Context(), q); err != nil {
@@ -72,24 +80,31 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 		next.Set("_page", a.Cursors.Next(req, last.LastUpdated, last.ID))
 		links = append(links, link{"next", self + "?" + next.Encode()})
 	}
-	n := len(recs)
-	if len(req.Ignored) > 0 {
+	// Matches, then included resources, then the OperationOutcome.
+	n := len(recs) + len(incs)
+	if len(issues) > 0 {
 		n++
 	}
 	base := a.base(c)
 	body := bundle("searchset", total, links, n, func(b *bytes.Buffer, i int) {
-		if i == len(recs) {
+		if i == len(recs)+len(incs) {
 			b.WriteString(`{"resource":`)
-			b.Write(fault.OutcomeOf(req.Ignored))
+			b.Write(fault.OutcomeOf(issues))
 			b.WriteString(`,"search":{"mode":"outcome"}}`)
 			return
 		}
-		r := recs[i]
+		var r *store.Record
+		mode := "match"
+		if i < len(recs) {
+			r = recs[i]
+		} else {
+			r, mode = incs[i-len(recs)], "include"
+		}
 		b.WriteString(`{"fullUrl":`)
 		writeJSON(b, base+"/"+r.Type+"/"+r.ID)
 		b.WriteString(`,"resource":`)
 		b.WriteString(r.Raw)
-		b.WriteString(`,"search":{"mode":"match"}}`)
+		b.WriteString(`,"search":{"mode":"` + mode + `"}}`)
 	})
 	c.Data(http.StatusOK, fhirJSON, pretty(c, body))
 	return nil

@@ -37,7 +37,7 @@ func Index(res *fhir.Resource) *store.Index {
 			addEntries(ix, p, v)
 		}
 	}
-	for _, s := range []*[]string{&ix.Token, &ix.Text, &ix.String, &ix.Exact, &ix.Ref, &ix.URI, &ix.DateLo, &ix.DateHi} {
+	for _, s := range []*[]string{&ix.Token, &ix.Text, &ix.String, &ix.Exact, &ix.Ref, &ix.URI, &ix.DateLo, &ix.DateHi, &ix.Num, &ix.NumLo, &ix.NumHi} {
 		slices.Sort(*s)
 		*s = slices.Compact(*s)
 	}
@@ -73,6 +73,12 @@ func addEntries(ix *store.Index, p *fhir.SearchParam, v fhir.IndexValue) {
 	case "date":
 		ix.DateLo = append(ix.DateLo, c+"|"+bound(v.Lo, minDate))
 		ix.DateHi = append(ix.DateHi, c+"|"+bound(v.Hi, maxDate))
+	case "number":
+		addNumber(ix, c, v)
+	case "quantity":
+		addQuantity(ix, c, v)
+	case "composite":
+		addComposite(ix, p, v)
 	}
 }
 
@@ -94,12 +100,14 @@ func normalize(s string) string {
 	return strings.ToLower(out)
 }
 
-// Searchable reports whether search serves p. Number, quantity and
-// composite parameters are extracted but not yet searchable.
+// Searchable reports whether search serves p: every type, composites only
+// when compositeKinds serves them.
 func Searchable(p *fhir.SearchParam) bool {
 	switch p.Type {
-	case "token", "string", "uri", "reference", "date":
+	case "token", "string", "uri", "reference", "date", "number", "quantity":
 		return true
+	case "composite":
+		return compositeKinds(p) != nil
 	}
 	return false
 }

@@ -25,6 +25,10 @@ type Request struct {
 	// Canonical names the matching part (parameters sorted): a cursor is
 	// only valid for the same canonical query and sort.
 	Canonical string
+	// Includes are the _include and _revinclude directives (see Includes).
+	Includes []Include
+	// Joins are the chains and _has criteria; Resolve turns them into Conds.
+	Joins []Join
 }
 
 const (
@@ -114,7 +118,15 @@ func (r *Request) control(name, v string) (bool, error) {
 		}
 	case "_page":
 		r.Page = v
+	case "_include", "_include:iterate", "_revinclude", "_revinclude:iterate":
+		return true, r.include(name, v)
 	default:
+		if name == "_has" || strings.HasPrefix(name, "_has:") {
+			return true, r.has(name, v)
+		}
+		if strings.Contains(name, ".") {
+			return true, r.chain(name, v)
+		}
 		if strings.HasPrefix(name, "_") && fhir.LookupSearchParam(r.Type, strings.SplitN(name, ":", 2)[0]) == nil {
 			return true, fault.New(fault.Invalid, "", "the search result parameter %s is not supported", name)
 		}
@@ -186,6 +198,12 @@ func compile(typ, name, value string) (store.Cond, error) {
 			return store.Cond{}, badModifier(code, modifier)
 		}
 		return anyOf(alts, func(v string) (store.Cond, error) { return dateCond(code, v) })
+	case "number":
+		return numberCond(p, modifier, alts)
+	case "quantity":
+		return quantityCond(p, modifier, alts)
+	case "composite":
+		return compositeCond(p, modifier, alts)
 	}
 	return store.Cond{}, fault.New(fault.Invalid, "", "search by %s parameters is not supported yet", p.Type)
 }

@@ -26,12 +26,16 @@ type Index struct {
 	Has    []string `bson:"has,omitempty"`  // codes with at least one value (:missing)
 	DateLo []string `bson:"dlo,omitempty"`  // date range starts, code|instant
 	DateHi []string `bson:"dhi,omitempty"`  // date range ends, code|instant
+	Num    []string `bson:"num,omitempty"`  // number and quantity values, family + sortable encoding
+	NumLo  []string `bson:"nlo,omitempty"`  // number and quantity range (Range) starts, likewise
+	NumHi  []string `bson:"nhi,omitempty"`  // number and quantity range (Range) ends, likewise
 }
 
 // IndexFields are the bson names of Index, the only fields a Cond may name
 // besides the resource's own id and lastUpdated.
 var indexFields = map[string]bool{
 	"tok": true, "txt": true, "str": true, "strx": true, "ref": true, "uri": true, "has": true, "dlo": true, "dhi": true,
+	"num": true, "nlo": true, "nhi": true,
 	"rid": true, "ts": true,
 }
 
@@ -122,10 +126,20 @@ func (c Cond) filter() (bson.D, error) {
 		}
 		return bson.D{{Key: "ts", Value: r}}, nil
 	default:
-		// $elemMatch with operators only: both bounds hold for one entry.
-		return bson.D{{Key: c.Field, Value: bson.D{{Key: "$elemMatch", Value: bson.D{
-			{Key: "$gte", Value: c.Lo}, {Key: "$lt", Value: c.Hi},
-		}}}}}, nil
+		// $elemMatch with operators only: both bounds hold for one entry
+		// (on MongoDB, which also bounds the index scan by it). FerretDB
+		// 1.24 tests each operator against any entry, so the range is also
+		// given as a pattern, which one entry must match.
+		pattern, ok := rangePattern(c.Lo, c.Hi)
+		if !ok {
+			return bson.D{{Key: c.Field, Value: bson.D{{Key: "$in", Value: bson.A{}}}}}, nil // nothing
+		}
+		return bson.D{{Key: "$and", Value: bson.A{
+			bson.D{{Key: c.Field, Value: bson.D{{Key: "$elemMatch", Value: bson.D{
+				{Key: "$gte", Value: c.Lo}, {Key: "$lt", Value: c.Hi},
+			}}}}},
+			bson.D{{Key: c.Field, Value: bson.Regex{Pattern: pattern}}},
+		}}}, nil
 	}
 }
 
@@ -173,21 +187,13 @@ func (q *Query) keyset() bson.D {
 // Search returns up to q.Limit matching current versions in sort order, and
 // whether more follow.
 func (s *Store) Search(ctx context.Context, q *Query) ([]*Record, bool, error) {
-	f, err := q.filter()
+	f, opts, err := FindArgs(q)
 	if err != nil {
 		return nil, false, err
 	}
-	sort := bson.D{}
-	for _, k := range q.Sort {
-		dir := 1
-		if k.Desc {
-			dir = -1
-		}
-		sort = append(sort, bson.E{Key: k.Field, Value: dir})
-	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	cur, err := s.resources.Find(ctx, f, options.Find().SetSort(sort).SetLimit(int64(q.Limit)+1))
+	cur, err := s.resources.Find(ctx, f, opts)
 	if err != nil {
 		return nil, false, storeErr(err, "search")
 	}
@@ -200,6 +206,25 @@ func (s *Store) Search(ctx context.Context, q *Query) ([]*Record, bool, error) {
 		out = out[:q.Limit]
 	}
 	return out, more, nil
+}
+
+// FindArgs is the find command Search sends for q on the resources
+// collection: one more row than the page, to tell whether more follow.
+// Exported for the load tool, which sends it with the bare driver.
+func FindArgs(q *Query) (bson.D, *options.FindOptionsBuilder, error) {
+	f, err := q.filter()
+	if err != nil {
+		return nil, nil, err
+	}
+	sort := bson.D{}
+	for _, k := range q.Sort {
+		dir := 1
+		if k.Desc {
+			dir = -1
+		}
+		sort = append(sort, bson.E{Key: k.Field, Value: dir})
+	}
+	return f, options.Find().SetSort(sort).SetLimit(int64(q.Limit) + 1), nil
 }
 
 // Count returns how many current versions match q (ignoring its cursor).

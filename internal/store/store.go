@@ -142,6 +142,9 @@ var indexes = map[string][]IndexSpec{
 		{Name: "type_has", Keys: bson.D{{Key: "type", Value: 1}, {Key: "has", Value: 1}}},
 		{Name: "type_dlo", Keys: bson.D{{Key: "type", Value: 1}, {Key: "dlo", Value: 1}}},
 		{Name: "type_dhi", Keys: bson.D{{Key: "type", Value: 1}, {Key: "dhi", Value: 1}}},
+		{Name: "type_num", Keys: bson.D{{Key: "type", Value: 1}, {Key: "num", Value: 1}}},
+		{Name: "type_nlo", Keys: bson.D{{Key: "type", Value: 1}, {Key: "nlo", Value: 1}}},
+		{Name: "type_nhi", Keys: bson.D{{Key: "type", Value: 1}, {Key: "nhi", Value: 1}}},
 		{Name: "type_rid", Keys: bson.D{{Key: "type", Value: 1}, {Key: "rid", Value: 1}}},
 		{Name: "type_ts_rid", Keys: bson.D{{Key: "type", Value: 1}, {Key: "ts", Value: 1}, {Key: "rid", Value: 1}}},
 	},
@@ -361,7 +364,7 @@ func currentDoc(r *Record) current {
 
 // optionalFields are the omitempty fields of current: a new version
 // without them must remove the previous version's.
-var optionalFields = []string{"deleted", "raw", "tok", "txt", "str", "strx", "ref", "uri", "has", "dlo", "dhi"}
+var optionalFields = []string{"deleted", "raw", "tok", "txt", "str", "strx", "ref", "uri", "has", "dlo", "dhi", "num", "nlo", "nhi"}
 
 func has(d bson.D, key string) bool {
 	for _, e := range d {

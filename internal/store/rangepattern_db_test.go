@@ -1,0 +1,56 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kapfhir/kapfhir/internal/store"
+	"github.com/kapfhir/kapfhir/internal/storetest"
+)
+
+// A range holds for one entry, not a start from one entry and an end from
+// another (FerretDB 1.24 evaluates $elemMatch {$gte, $lt} per operator).
+func TestRangeHoldsForOneEntry(t *testing.T) {
+	s, _ := storetest.Open(t, nil)
+	ctx := context.Background()
+	docs := map[string]*store.Index{
+		"a": {Num: []string{"n|2", "n|5"}},
+		"b": {Num: []string{"n|3"}},
+		"c": {Num: []string{"m|3", "o|0"}},
+		"d": {DateLo: []string{"birthdate|1980", "deathdate|2020"}},
+	}
+	i := 0
+	for id, ix := range docs {
+		i++
+		r := &store.Record{Type: "P", ID: id, VersionID: 1, LastUpdated: time.Unix(int64(i), 0), Method: "PUT", Raw: "{}", Index: ix}
+		if err := s.Commit(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		cond store.Cond
+		want []string
+	}{
+		{store.Cond{Field: "num", Lo: "n|3", Hi: "n|4"}, []string{"b"}},
+		{store.Cond{Field: "num", Lo: "n|", Hi: "n|\x7f"}, []string{"a", "b"}},
+		{store.Cond{Field: "num", Lo: "n|4\x00", Hi: "n|\x7f"}, []string{"a"}},
+		{store.Cond{Field: "num", Lo: "n|4", Hi: "n|4"}, nil},
+		{store.Cond{Field: "dlo", Lo: "birthdate|2000", Hi: "birthdate|\x7f"}, nil},
+		{store.Cond{Field: "dlo", Lo: "birthdate|", Hi: "birthdate|2000"}, []string{"d"}},
+	} {
+		recs, _, err := s.Search(ctx, &store.Query{Type: "P", And: []store.Cond{tc.cond}, Sort: []store.Sort{{Field: "rid"}}, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range recs {
+			got = append(got, r.ID)
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("[%q, %q) on %s (-want +got):\n%s", tc.cond.Lo, tc.cond.Hi, tc.cond.Field, diff)
+		}
+	}
+}
