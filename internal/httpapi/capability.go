@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"sort"
 	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
@@ -21,6 +22,8 @@ type capSearchParam struct {
 type capResource struct {
 	Type              string           `json:"type"`
 	SearchParam       []capSearchParam `json:"searchParam,omitempty"`
+	SearchInclude     []string         `json:"searchInclude,omitempty"`
+	SearchRevInclude  []string         `json:"searchRevInclude,omitempty"`
 	Interaction       []code           `json:"interaction"`
 	Versioning        string           `json:"versioning"`
 	ReadHistory       bool             `json:"readHistory"`
@@ -47,6 +50,7 @@ func capabilityStatement(version string, started time.Time) []byte {
 			typeLevel = append(typeLevel, code{rt.interaction})
 		}
 	}
+	includes, revIncludes := includeTargets()
 	var resources []capResource
 	for _, t := range fhir.ResourceTypes() {
 		var params []capSearchParam
@@ -57,6 +61,7 @@ func capabilityStatement(version string, started time.Time) []byte {
 		}
 		resources = append(resources, capResource{
 			Type: t, Interaction: typeLevel, SearchParam: params,
+			SearchInclude: includes[t], SearchRevInclude: revIncludes[t],
 			Versioning: "versioned-update", ReadHistory: true, UpdateCreate: true,
 			ConditionalCreate: true, ConditionalRead: "full-support",
 			ConditionalUpdate: true, ConditionalDelete: "single",
@@ -83,4 +88,34 @@ func capabilityStatement(version string, started time.Time) []byte {
 	}
 	b, _ := json.Marshal(cs)
 	return b
+}
+
+// includeTargets lists, per type, the _include values its reference
+// parameters allow (Type:param) and the _revinclude values of the
+// parameters of any type that can refer to it.
+func includeTargets() (includes, revIncludes map[string][]string) {
+	includes, revIncludes = map[string][]string{}, map[string][]string{}
+	types := fhir.ResourceTypes()
+	for _, u := range types {
+		for _, p := range fhir.SearchParams(u) {
+			if p.Type != "reference" {
+				continue
+			}
+			v := u + ":" + p.Code
+			includes[u] = append(includes[u], v)
+			targets := p.Targets
+			if len(targets) == 0 {
+				targets = types
+			}
+			for _, t := range targets {
+				revIncludes[t] = append(revIncludes[t], v)
+			}
+		}
+	}
+	for _, m := range []map[string][]string{includes, revIncludes} {
+		for t := range m {
+			sort.Strings(m[t])
+		}
+	}
+	return includes, revIncludes
 }

@@ -220,6 +220,18 @@ func TestCapabilityListsSearchParams(t *testing.T) {
 			t.Errorf("Patient search parameter %s: %q, want %q", name, got[name], typ)
 		}
 	}
+	has := func(field, want string) bool {
+		list, _ := patient[field].([]any)
+		for _, v := range list {
+			if v == want {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("searchInclude", "Patient:general-practitioner") || !has("searchRevInclude", "Observation:subject") {
+		t.Errorf("searchInclude/searchRevInclude incomplete: %v / %v", patient["searchInclude"], patient["searchRevInclude"])
+	}
 	interactions := map[string]bool{}
 	for _, i := range patient["interaction"].([]any) {
 		interactions[i.(map[string]any)["code"].(string)] = true
