@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/resource"
 )
 
 func ds(ms ...int) []time.Duration {
@@ -157,7 +158,7 @@ func TestObservationBodies(t *testing.T) {
 		for _, update := range []bool{false, true} {
 			id := ""
 			if update {
-				id = newID()
+				id = resource.NewID()
 			}
 			body := observation(i, update, id, "", time.Time{})
 			res, err := fhir.ParseResource(body)

@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
@@ -204,7 +205,7 @@ func (r *rawSide) current(ctx context.Context, id string) (*store.Record, error)
 }
 
 func (r *rawSide) create(ctx context.Context, i int) error {
-	id := newID()
+	id := resource.NewID()
 	rec, err := record(i, id, 1, "POST")
 	if err != nil {
 		return err

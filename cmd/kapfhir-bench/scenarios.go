@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"sync"
 )
@@ -76,13 +75,4 @@ func (p *idPool) len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.ids)
-}
-
-// newID returns a random UUID (version 4), as the server assigns.
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

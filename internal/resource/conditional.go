@@ -27,7 +27,7 @@ func (s *Service) ConditionalCreate(ctx context.Context, res *fhir.Resource, c *
 		if found, err := s.single(ctx, c); err != nil || found != nil {
 			return found, err
 		}
-		id := newID()
+		id := NewID()
 		g := store.Guard{Key: c.Canonical, Target: store.Key(c.Type, id), Since: s.now().UTC()}
 		held, claimed, err := s.store.ClaimGuard(ctx, g)
 		if err != nil && !isRetry(err) {

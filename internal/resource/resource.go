@@ -77,7 +77,7 @@ func gone(r *store.Record) error {
 // Create stores res under a new server-assigned id. The client's id, if
 // any, is ignored as the spec requires.
 func (s *Service) Create(ctx context.Context, res *fhir.Resource) (*Outcome, error) {
-	return s.create(ctx, res.Type(), newID(), res)
+	return s.create(ctx, res.Type(), NewID(), res)
 }
 
 // create writes version 1 of a fresh server-assigned id. Such an id cannot
@@ -208,8 +208,8 @@ func backoff(ctx context.Context, attempt int) error {
 	}
 }
 
-// newID returns a random UUID (version 4), a valid FHIR id.
-func newID() string {
+// NewID returns a random UUID (version 4), a valid FHIR id.
+func NewID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
