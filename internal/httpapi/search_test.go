@@ -193,6 +193,11 @@ func TestSearchPaging(t *testing.T) {
 	if r.status != http.StatusBadRequest {
 		t.Errorf("a cursor reused for another search: %d", r.status)
 	}
+	// _summary=count: the total only.
+	count := e.get("/fhir/Observation?status=final&_summary=count").json(t)
+	if count["total"] == nil || count["total"].(interface{ String() string }).String() != "3" || count["entry"] != nil {
+		t.Errorf("_summary=count: %v", count)
+	}
 	// POST _search finds the same.
 	post := e.do("POST", "/fhir/Patient/_search", "gender=female", "Content-Type", "application/x-www-form-urlencoded")
 	if diff := cmp.Diff([]string{"pa", "pc"}, searchIDs(t, post)); diff != "" {

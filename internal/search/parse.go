@@ -118,6 +118,14 @@ func (r *Request) control(name, v string) (bool, error) {
 		}
 	case "_page":
 		r.Page = v
+	case "_summary":
+		switch v {
+		case "count":
+			r.Count, r.Total = 0, "accurate"
+		case "false":
+		default:
+			return true, fault.New(fault.Invalid, "", "_summary=%s is not supported; count and false are", v)
+		}
 	case "_include", "_include:iterate", "_revinclude", "_revinclude:iterate":
 		return true, r.include(name, v)
 	default:
