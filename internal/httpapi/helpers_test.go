@@ -191,3 +191,16 @@ func (e *env) get(path string, headers ...string) *response {
 	e.t.Helper()
 	return do(e.t, e.srv.URL, "GET", path, "", headers...)
 }
+
+// expectRejected checks that GET /fhir/query is a 400 whose
+// OperationOutcome names mention.
+func (e *env) expectRejected(t *testing.T, query, mention string) {
+	t.Helper()
+	r := do(t, e.srv.URL, "GET", "/fhir/"+query, "")
+	if r.status != http.StatusBadRequest {
+		t.Fatalf("%d, want 400: %s", r.status, r.body)
+	}
+	if !strings.Contains(string(r.body), mention) {
+		t.Errorf("the OperationOutcome does not name %q: %s", mention, r.body)
+	}
+}
