@@ -151,19 +151,12 @@ var errVersionTaken = errors.New("version already committed")
 // conditioned on the previous version).
 func (r *rawSide) commit(ctx context.Context, rec *store.Record) error {
 	cctx, cancel := r.op(ctx)
-	var c struct {
-		Seq int64 `bson:"seq"`
-	}
-	err := r.counters.FindOneAndUpdate(cctx,
-		bson.D{{Key: "_id", Value: "changes"}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(1)}}}},
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
-	).Decode(&c)
+	seq, err := store.NextSeq(cctx, r.counters)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("allocate sequence: %w", err)
 	}
-	rec.Seq = c.Seq
+	rec.Seq = seq
 	key := store.Key(rec.Type, rec.ID)
 	cctx, cancel = r.op(ctx)
 	_, err = r.history.InsertOne(cctx, historyDoc{Key: key + "/_history/" + strconv.FormatInt(rec.VersionID, 10), Record: *rec})

@@ -387,18 +387,25 @@ func historyDoc(r *Record) history {
 func (s *Store) nextSeq(ctx context.Context) (int64, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
+	seq, err := NextSeq(ctx, s.counters)
+	if err != nil {
+		return 0, storeErr(err, "allocate change sequence")
+	}
+	return seq, nil
+}
+
+// NextSeq allocates the next change sequence number in counters (exported
+// for the load tool, which sends the same command with the bare driver).
+func NextSeq(ctx context.Context, counters *mongo.Collection) (int64, error) {
 	var c struct {
 		Seq int64 `bson:"seq"`
 	}
-	err := s.counters.FindOneAndUpdate(ctx,
+	err := counters.FindOneAndUpdate(ctx,
 		bson.D{{Key: "_id", Value: "changes"}},
 		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(1)}}}},
 		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
 	).Decode(&c)
-	if err != nil {
-		return 0, storeErr(err, "allocate change sequence")
-	}
-	return c.Seq, nil
+	return c.Seq, err
 }
 
 // fillGap records that seq will never hold a change. Best effort: a reader
