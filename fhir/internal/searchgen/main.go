@@ -20,29 +20,20 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
-	"crypto/sha512"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/kapfhir/kapfhir/fhir/internal/specpkg"
 )
 
 const (
-	pkg       = "hl7.fhir.r4.examples@4.0.1"
-	tarball   = "hl7.fhir.r4.examples-4.0.1.tgz"
-	integrity = "sha512-DXBdIZOeQaSKIgCU7w6HOC7sw/6BzylmipLkBW4f//pT+Bc94x+8LImwTdvaNThPJoOzpBzvxAzNqjeu3X/zLw=="
-	member    = "package/Bundle-searchParams.json"
-	outPath   = "searchparams.json"
+	member  = "package/Bundle-searchParams.json"
+	outPath = "searchparams.json"
 )
 
 type bundle struct {
@@ -103,7 +94,7 @@ func main() {
 		log.Fatal(err)
 	}
 	var out bytes.Buffer
-	fmt.Fprintf(&out, "{\"source\":%q,\n\"params\":[\n", pkg+" "+member)
+	fmt.Fprintf(&out, "{\"source\":%q,\n\"params\":[\n", specpkg.Name+" "+member)
 	for i, p := range params {
 		b, err := json.Marshal(p)
 		if err != nil {
@@ -122,45 +113,16 @@ func main() {
 	log.Printf("wrote %s: %d parameters", outPath, len(params))
 }
 
-// fetch runs npm pack in a temporary directory, checks the tarball's
-// integrity and returns the Bundle's bytes.
+// fetch returns the Bundle's bytes.
 func fetch() ([]byte, error) {
-	dir, err := os.MkdirTemp("", "searchgen")
+	files, err := specpkg.Read(func(name string) bool { return name == member })
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	cmd := exec.Command("npm", "pack", "--silent", pkg, "--pack-destination", dir)
-	cmd.Dir = dir
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("npm pack %s: %w", pkg, err)
+	if files[member] == nil {
+		return nil, fmt.Errorf("%s: no %s", specpkg.Name, member)
 	}
-	tgz, err := os.ReadFile(filepath.Join(dir, tarball))
-	if err != nil {
-		return nil, err
-	}
-	sum := sha512.Sum512(tgz)
-	if got := "sha512-" + base64.StdEncoding.EncodeToString(sum[:]); got != integrity {
-		return nil, fmt.Errorf("%s: integrity %s, want %s", tarball, got, integrity)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(tgz))
-	if err != nil {
-		return nil, err
-	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: no %s", tarball, member)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if h.Name == member {
-			return io.ReadAll(tr)
-		}
-	}
+	return files[member], nil
 }
 
 func build(data []byte) ([]Param, error) {
