@@ -19,8 +19,8 @@ type Request struct {
 	Count int
 	Total string // none or accurate
 	Page  string // the opaque cursor of a next link, "" on the first page
-	// Ignored lists what lenient handling skipped, for the Bundle's
-	// OperationOutcome.
+	// Ignored lists what lenient handling skipped and what a cap changed,
+	// for the Bundle's OperationOutcome.
 	Ignored []fault.Issue
 	// Canonical names the matching part (parameters sorted): a cursor is
 	// only valid for the same canonical query and sort.
@@ -90,7 +90,12 @@ func (r *Request) control(name, v string) (bool, error) {
 		if err != nil || n < 0 {
 			return true, fault.New(fault.Invalid, "", "_count must be a whole number, not %q", v)
 		}
-		r.Count = min(n, maxCount)
+		if n > maxCount {
+			n = maxCount
+			r.Ignored = append(r.Ignored, fault.Issue{Severity: "warning", Code: "informational", Expression: []string{"_count"},
+				Diagnostics: "_count is capped at " + strconv.Itoa(maxCount) + "; the next link pages through the rest"})
+		}
+		r.Count = n
 	case "_total":
 		switch v {
 		case "none":
