@@ -49,11 +49,8 @@ func searchDate(code, v string) (string, time.Time, time.Time, error) {
 }
 
 // dateCond compiles one date value against the parameter's ranges [lo, hi)
-// stored as code|lo and code|hi entries.
-//
-// A resource with several values of one parameter has its starts and ends
-// in two lists, so eq and ap, which test both ends, may match a start of
-// one value with the end of another.
+// stored as code|lo and code|hi entries, and as code|lo|hi for eq and ap,
+// which test both ends of one value.
 func dateCond(code, v string) (store.Cond, error) {
 	prefix, qlo, qhi, err := searchDate(code, v)
 	if err != nil {
@@ -64,7 +61,7 @@ func dateCond(code, v string) (store.Cond, error) {
 	after := func(s string) string { return s + "\x00" }
 	switch prefix {
 	case "eq":
-		return and(store.Cond{Field: "dlo", Lo: lo, Hi: last}, store.Cond{Field: "dhi", Lo: first, Hi: after(hi)}), nil
+		return bothEnds(code, store.Span{Lo: qlo.Format(instantLayout), Hi: "\x7f"}, store.Span{Hi: after(qhi.Format(instantLayout))}), nil
 	case "ne":
 		return store.Cond{Or: []store.Cond{{Field: "dlo", Lo: first, Hi: lo}, {Field: "dhi", Lo: after(hi), Hi: last}}}, nil
 	case "gt":
@@ -81,8 +78,14 @@ func dateCond(code, v string) (store.Cond, error) {
 		return store.Cond{Field: "dhi", Lo: first, Hi: after(lo)}, nil
 	}
 	alo, ahi := approx(qlo, qhi)
-	wlo, whi := code+"|"+alo.Format(instantLayout), code+"|"+ahi.Format(instantLayout)
-	return and(store.Cond{Field: "dlo", Lo: first, Hi: whi}, store.Cond{Field: "dhi", Lo: after(wlo), Hi: last}), nil
+	wlo, whi := alo.Format(instantLayout), ahi.Format(instantLayout)
+	return bothEnds(code, store.Span{Hi: whi}, store.Span{Lo: after(wlo), Hi: "\x7f"}), nil
+}
+
+// bothEnds is the condition on one date range entry of code in drg: its
+// start in lo and its end in hi.
+func bothEnds(code string, lo, hi store.Span) store.Cond {
+	return store.Cond{Field: "drg", Pair: &store.Pair{Prefix: code + "|", First: lo, Second: hi}}
 }
 
 // approx widens [lo, hi) for the ap prefix by 10% of its distance from now,
@@ -93,11 +96,6 @@ func approx(lo, hi time.Time) (time.Time, time.Time) {
 		gap = w
 	}
 	return lo.Add(-gap), hi.Add(gap)
-}
-
-// and is two conditions that must both hold.
-func and(a, b store.Cond) store.Cond {
-	return store.Cond{And: []store.Cond{a, b}}
 }
 
 // lastUpdatedCond compiles _lastUpdated against the record's own time.

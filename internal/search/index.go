@@ -37,7 +37,7 @@ func Index(res *fhir.Resource) *store.Index {
 			addEntries(ix, p, v)
 		}
 	}
-	for _, s := range []*[]string{&ix.Token, &ix.Text, &ix.String, &ix.Exact, &ix.Ref, &ix.URI, &ix.DateLo, &ix.DateHi, &ix.Num, &ix.NumLo, &ix.NumHi} {
+	for _, s := range []*[]string{&ix.Token, &ix.Text, &ix.String, &ix.Exact, &ix.Ref, &ix.URI, &ix.DateLo, &ix.DateHi, &ix.DateRange, &ix.Num, &ix.NumLo, &ix.NumHi, &ix.NumRange} {
 		slices.Sort(*s)
 		*s = slices.Compact(*s)
 	}
@@ -71,8 +71,7 @@ func addEntries(ix *store.Index, p *fhir.SearchParam, v fhir.IndexValue) {
 			ix.Token = append(ix.Token, tokenKeys(c+"@identifier", v.System, v.Code)...)
 		}
 	case "date":
-		ix.DateLo = append(ix.DateLo, c+"|"+bound(v.Lo, minDate))
-		ix.DateHi = append(ix.DateHi, c+"|"+bound(v.Hi, maxDate))
+		addDate(ix, c, v)
 	case "number":
 		addNumber(ix, c, v)
 	case "quantity":
@@ -80,6 +79,15 @@ func addEntries(ix *store.Index, p *fhir.SearchParam, v fhir.IndexValue) {
 	case "composite":
 		addComposite(ix, p, v)
 	}
+}
+
+// addDate adds the entries of the date range of v under prefix: its start,
+// its end, and both in one entry for conditions on both ends.
+func addDate(ix *store.Index, prefix string, v fhir.IndexValue) {
+	lo, hi := bound(v.Lo, minDate), bound(v.Hi, maxDate)
+	ix.DateLo = append(ix.DateLo, prefix+"|"+lo)
+	ix.DateHi = append(ix.DateHi, prefix+"|"+hi)
+	ix.DateRange = append(ix.DateRange, prefix+"|"+lo+"|"+hi)
 }
 
 func bound(t time.Time, open string) string {

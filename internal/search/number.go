@@ -34,8 +34,8 @@ import (
 // family; a resource with several values has them all there, and each
 // condition is one range on num, so it holds for one value. A Range (low
 // and high) goes to nlo and nhi, with the precision of its ends ([low.lo,
-// high.hi)); conditions that test both ends may pair the start of one Range
-// with the end of another (as for dates).
+// high.hi)), and to nrg as family+lo|hi, for the conditions that test both
+// ends of one Range (eq, ap).
 //
 // Composite entries put the first components' keys before the last one's:
 //
@@ -146,7 +146,7 @@ func numCond(fam string, q numQuery) store.Cond {
 	switch q.prefix {
 	case "eq": // x in [lo, hi); [a, b) within it
 		value = store.Cond{Field: "num", Lo: enc(q.lo), Hi: enc(q.hi)}
-		rng = and(ge("nlo", q.lo), le("nhi", q.hi))
+		rng = both(fam, store.Span{Lo: encodeNum(q.lo), Hi: "\x7f"}, store.Span{Hi: encodeNum(q.hi) + "\x00"})
 	case "ne":
 		value = or(lt("num", q.lo), ge("num", q.hi))
 		rng = or(lt("nlo", q.lo), gt("nhi", q.hi))
@@ -172,9 +172,15 @@ func numCond(fam string, q numQuery) store.Cond {
 		d := math.Abs(q.v) / 10
 		wlo, whi := min(q.lo, q.v-d), max(q.hi, q.v+d)
 		value = store.Cond{Field: "num", Lo: enc(wlo), Hi: enc(whi) + "\x00"}
-		rng = and(le("nlo", whi), gt("nhi", wlo))
+		rng = both(fam, store.Span{Hi: encodeNum(whi) + "\x00"}, store.Span{Lo: encodeNum(wlo) + "\x00", Hi: "\x7f"})
 	}
 	return or(value, rng)
+}
+
+// both is the condition on one Range entry of family fam in nrg: its
+// encoded low in lo and its high in hi.
+func both(fam string, lo, hi store.Span) store.Cond {
+	return store.Cond{Field: "nrg", Pair: &store.Pair{Prefix: fam, First: lo, Second: hi}}
 }
 
 // escKey escapes the separators of composite and quantity entries.
@@ -216,8 +222,10 @@ func addNum(ix *store.Index, fams []string, v fhir.IndexValue) {
 		return
 	}
 	for _, f := range fams {
-		ix.NumLo = append(ix.NumLo, f+encodeNum(v.NumLo))
-		ix.NumHi = append(ix.NumHi, f+encodeNum(v.NumHi))
+		lo, hi := encodeNum(v.NumLo), encodeNum(v.NumHi)
+		ix.NumLo = append(ix.NumLo, f+lo)
+		ix.NumHi = append(ix.NumHi, f+hi)
+		ix.NumRange = append(ix.NumRange, f+lo+"|"+hi)
 	}
 }
 
@@ -397,8 +405,7 @@ func addComposite(ix *store.Index, p *fhir.SearchParam, v fhir.IndexValue) {
 				ix.String = append(ix.String, b+normalize(last.Str))
 			}
 		case "date":
-			ix.DateLo = append(ix.DateLo, b+"|"+bound(last.Lo, minDate))
-			ix.DateHi = append(ix.DateHi, b+"|"+bound(last.Hi, maxDate))
+			addDate(ix, b, last)
 		case "number":
 			addNumber(ix, b, last)
 		case "quantity":

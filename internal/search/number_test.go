@@ -101,8 +101,16 @@ func holds(c store.Cond, ix *store.Index) bool {
 	entries := map[string][]string{
 		"tok": ix.Token, "str": ix.String, "dlo": ix.DateLo, "dhi": ix.DateHi,
 		"num": ix.Num, "nlo": ix.NumLo, "nhi": ix.NumHi, "has": ix.Has,
+		"drg": ix.DateRange, "nrg": ix.NumRange,
 	}[c.Field]
 	switch {
+	case c.Pair != nil:
+		return slices.ContainsFunc(entries, func(e string) bool {
+			rest, ok := strings.CutPrefix(e, c.Pair.Prefix)
+			a, b, _ := strings.Cut(rest, "|")
+			in := func(s string, sp store.Span) bool { return sp.Lo <= s && s < sp.Hi }
+			return ok && in(a, c.Pair.First) && in(b, c.Pair.Second)
+		})
 	case c.In != nil:
 		return slices.ContainsFunc(entries, func(e string) bool { return slices.Contains(c.In, e) })
 	case c.NotIn != nil:

@@ -29,13 +29,17 @@ type Index struct {
 	Num    []string `bson:"num,omitempty"`  // number and quantity values, family + sortable encoding
 	NumLo  []string `bson:"nlo,omitempty"`  // number and quantity range (Range) starts, likewise
 	NumHi  []string `bson:"nhi,omitempty"`  // number and quantity range (Range) ends, likewise
+	// Both ends of one date range or Range in one entry, prefix|lo|hi, so
+	// that a condition on both ends holds for one value (see Pair).
+	DateRange []string `bson:"drg,omitempty"`
+	NumRange  []string `bson:"nrg,omitempty"`
 }
 
 // IndexFields are the bson names of Index, the only fields a Cond may name
 // besides the resource's own id and lastUpdated.
 var indexFields = map[string]bool{
 	"tok": true, "txt": true, "str": true, "strx": true, "ref": true, "uri": true, "has": true, "dlo": true, "dhi": true,
-	"num": true, "nlo": true, "nhi": true,
+	"num": true, "nlo": true, "nhi": true, "drg": true, "nrg": true,
 	"rid": true, "ts": true,
 }
 
@@ -52,11 +56,24 @@ type Cond struct {
 	Contains, Substring string
 	// Range: one entry e with Lo <= e < Hi (strings compare bytewise).
 	Lo, Hi string
+	// Pair: an entry with both ends in range (see Pair).
+	Pair *Pair
 	// Time range on ts: From <= ts < To (zero: open).
 	From, To time.Time
 	Or       []Cond // any of these
 	And      []Cond // all of these
 }
+
+// Pair is the condition "an entry Prefix + a + "|" + b with First.Lo <= a <
+// First.Hi and Second.Lo <= b < Second.Hi", for entries whose a and b hold
+// no '|': both ends of one range tested together.
+type Pair struct {
+	Prefix        string
+	First, Second Span
+}
+
+// Span is the range Lo <= s < Hi, bytewise.
+type Span struct{ Lo, Hi string }
 
 // Query is a compiled search on the current versions of one type.
 type Query struct {
@@ -114,6 +131,15 @@ func (c Cond) filter() (bson.D, error) {
 			return or[0].(bson.D), nil
 		}
 		return bson.D{{Key: "$or", Value: or}}, nil
+	case c.Pair != nil:
+		// A pattern alone: a range on one entry cannot be said with
+		// operators on FerretDB (see the default case). On MongoDB its
+		// literal prefix bounds the index scan.
+		pattern, ok := pairPattern(c.Pair)
+		if !ok {
+			return bson.D{{Key: c.Field, Value: bson.D{{Key: "$in", Value: bson.A{}}}}}, nil // nothing
+		}
+		return bson.D{{Key: c.Field, Value: bson.Regex{Pattern: pattern}}}, nil
 	case c.Contains != "":
 		return bson.D{{Key: c.Field, Value: bson.Regex{Pattern: "^" + regexp.QuoteMeta(c.Contains) + ".*" + regexp.QuoteMeta(c.Substring)}}}, nil
 	case c.Field == "ts":

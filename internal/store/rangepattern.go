@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 )
@@ -15,6 +16,29 @@ import (
 // text never becomes pattern syntax. ok is false when no string matches
 // (lo >= hi, or either is not UTF-8, which no stored entry is).
 func rangePattern(lo, hi string) (pattern string, ok bool) {
+	body, ok := rangeBody(lo, hi)
+	return "^" + body + `\z`, ok
+}
+
+// pairPattern matches exactly the strings prefix + a + "|" + b with a in
+// p.First and b in p.Second, for entries whose a and b hold no '|' (so the
+// one '|' after prefix is the separator).
+func pairPattern(p *Pair) (pattern string, ok bool) {
+	first, ok1 := rangeBody(p.First.Lo, p.First.Hi)
+	second, ok2 := rangeBody(p.Second.Lo, p.Second.Hi)
+	if !ok1 || !ok2 || !utf8.ValidString(p.Prefix) {
+		return "", false
+	}
+	// QuoteMeta keeps the prefix a literal MongoDB can bound an index scan by.
+	var b strings.Builder
+	b.WriteString("^" + regexp.QuoteMeta(p.Prefix) + first)
+	lit(&b, '|')
+	b.WriteString(second + `\z`)
+	return b.String(), true
+}
+
+// rangeBody is rangePattern without its anchors.
+func rangeBody(lo, hi string) (pattern string, ok bool) {
 	if lo >= hi || !utf8.ValidString(lo) || !utf8.ValidString(hi) {
 		return "", false
 	}
@@ -24,7 +48,7 @@ func rangePattern(lo, hi string) (pattern string, ok bool) {
 		k++
 	}
 	var b strings.Builder
-	b.WriteString("^")
+	b.WriteString("(?:")
 	for _, r := range l[:k] {
 		lit(&b, r)
 	}
@@ -45,7 +69,7 @@ func rangePattern(lo, hi string) (pattern string, ok bool) {
 		}
 		b.WriteString(")")
 	}
-	b.WriteString(`\z`)
+	b.WriteString(")")
 	return b.String(), true
 }
 

@@ -145,6 +145,8 @@ var indexes = map[string][]IndexSpec{
 		{Name: "type_num", Keys: bson.D{{Key: "type", Value: 1}, {Key: "num", Value: 1}}},
 		{Name: "type_nlo", Keys: bson.D{{Key: "type", Value: 1}, {Key: "nlo", Value: 1}}},
 		{Name: "type_nhi", Keys: bson.D{{Key: "type", Value: 1}, {Key: "nhi", Value: 1}}},
+		{Name: "type_drg", Keys: bson.D{{Key: "type", Value: 1}, {Key: "drg", Value: 1}}},
+		{Name: "type_nrg", Keys: bson.D{{Key: "type", Value: 1}, {Key: "nrg", Value: 1}}},
 		{Name: "type_rid", Keys: bson.D{{Key: "type", Value: 1}, {Key: "rid", Value: 1}}},
 		{Name: "type_ts_rid", Keys: bson.D{{Key: "type", Value: 1}, {Key: "ts", Value: 1}, {Key: "rid", Value: 1}}},
 	},
@@ -364,7 +366,7 @@ func currentDoc(r *Record) current {
 
 // optionalFields are the omitempty fields of current: a new version
 // without them must remove the previous version's.
-var optionalFields = []string{"deleted", "raw", "tok", "txt", "str", "strx", "ref", "uri", "has", "dlo", "dhi", "num", "nlo", "nhi"}
+var optionalFields = []string{"deleted", "raw", "tok", "txt", "str", "strx", "ref", "uri", "has", "dlo", "dhi", "num", "nlo", "nhi", "drg", "nrg"}
 
 func has(d bson.D, key string) bool {
 	for _, e := range d {
