@@ -170,7 +170,7 @@ func hasElement(td *typeDef, name string) bool {
 // Apply returns the part of a stored resource (as written by Bytes) that s
 // selects, as compact JSON with every kept value exactly as stored. A
 // resource that lost content gets the SUBSETTED tag in meta.tag.
-// Elements names that the resource's type does not have select nothing,
+// Element names that the resource's type does not have select nothing,
 // so one Subset serves the included resources of a search too.
 func (s Subset) Apply(raw []byte) ([]byte, error) {
 	if s.Whole() {
