@@ -8,3 +8,7 @@ package fhir
 // searchparams.json is generated from the SearchParameter Bundle of the npm
 // package hl7.fhir.r4.examples@4.0.1 (see spec/README.md); it needs npm.
 //go:generate go run ./internal/searchgen
+
+// summary.json is generated from the resource StructureDefinitions of the
+// same npm package (see spec/README.md); it needs npm.
+//go:generate go run ./internal/summarygen

@@ -49,12 +49,19 @@ func (a *api) read(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	sub, err := search.ParseSubset(typ, c.Request.URL.Query(), preferLenient(c))
+	if err != nil {
+		return err
+	}
 	rec, err := a.Resources.Read(c.Request.Context(), typ, id)
 	if err != nil {
 		return err
 	}
 	if notModified(c, rec) {
 		return fault.New(fault.NotModified, "", "not modified")
+	}
+	if err := subset(sub, []*store.Record{rec}); err != nil {
+		return err
 	}
 	return a.send(c, http.StatusOK, rec)
 }
@@ -68,8 +75,15 @@ func (a *api) vread(c *gin.Context) error {
 	if err != nil || vid < 1 {
 		return fault.New(fault.NotFound, "", "%s/%s has no version %q", typ, id, c.Param("vid"))
 	}
+	sub, err := search.ParseSubset(typ, c.Request.URL.Query(), preferLenient(c))
+	if err != nil {
+		return err
+	}
 	rec, err := a.Resources.VRead(c.Request.Context(), typ, id, vid)
 	if err != nil {
+		return err
+	}
+	if err := subset(sub, []*store.Record{rec}); err != nil {
 		return err
 	}
 	return a.send(c, http.StatusOK, rec)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -80,6 +81,9 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 		next.Set("_page", a.Cursors.Next(req, last.LastUpdated, last.ID))
 		links = append(links, link{"next", self + "?" + next.Encode()})
 	}
+	if err := subset(req.Subset, recs, incs); err != nil {
+		return err
+	}
 	// Matches, then included resources, then the OperationOutcome.
 	n := len(recs) + len(incs)
 	if len(issues) > 0 {
@@ -107,6 +111,24 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 		b.WriteString(`,"search":{"mode":"` + mode + `"}}`)
 	})
 	c.Data(http.StatusOK, fhirJSON, pretty(c, body))
+	return nil
+}
+
+// subset replaces the resources of the records by the part that s keeps
+// (_summary, _elements).
+func subset(s fhir.Subset, recs ...[]*store.Record) error {
+	if s.Whole() {
+		return nil
+	}
+	for _, rs := range recs {
+		for _, r := range rs {
+			b, err := s.Apply([]byte(r.Raw))
+			if err != nil {
+				return fault.Wrap(err, "subsetting "+r.Type+"/"+r.ID)
+			}
+			r.Raw = string(b)
+		}
+	}
 	return nil
 }
 

@@ -29,6 +29,8 @@ type Request struct {
 	Includes []Include
 	// Joins are the chains and _has criteria; Resolve turns them into Conds.
 	Joins []Join
+	// Subset is what _summary and _elements keep of each resource.
+	Subset fhir.Subset
 }
 
 const (
@@ -58,16 +60,13 @@ func Parse(typ string, q url.Values, lenient bool) (*Request, error) {
 					canon = append(canon, url.QueryEscape(name)+"="+url.QueryEscape(v))
 				}
 			}
-			if err != nil {
-				fe := fault.As(err)
-				if !lenient || fe.Kind != fault.Invalid {
-					return nil, err
-				}
-				is := fe.Issues[0]
-				is.Severity = "warning"
-				r.Ignored = append(r.Ignored, is)
+			if err := r.tolerate(err, lenient); err != nil {
+				return nil, err
 			}
 		}
+	}
+	if err := r.subsetConflict(q, lenient); err != nil {
+		return nil, err
 	}
 	if len(r.Sort) == 0 {
 		r.Sort = []store.Sort{{Field: "rid"}}
@@ -78,6 +77,22 @@ func Parse(typ string, q url.Values, lenient bool) (*Request, error) {
 	}
 	r.Canonical = typ + "?" + strings.Join(canon, "&") + "#" + strings.Join(sortKeys, ",")
 	return r, nil
+}
+
+// tolerate returns err, or nil when lenient handling skips it: it is then
+// listed in Ignored.
+func (r *Request) tolerate(err error, lenient bool) error {
+	if err == nil {
+		return nil
+	}
+	fe := fault.As(err)
+	if !lenient || fe.Kind != fault.Invalid {
+		return err
+	}
+	is := fe.Issues[0]
+	is.Severity = "warning"
+	r.Ignored = append(r.Ignored, is)
+	return nil
 }
 
 // control handles the result parameters; it reports false for a search
@@ -128,9 +143,15 @@ func (r *Request) control(name, v string) (bool, error) {
 		case "count":
 			r.Count, r.Total = 0, "accurate"
 		case "false":
+		case "true", "text", "data":
+			r.Subset.Summary = fhir.SummaryMode(v)
 		default:
-			return true, fault.New(fault.Invalid, "", "_summary=%s is not supported; count and false are", v)
+			return true, fault.New(fault.Invalid, "_summary", "_summary must be true, text, data, count or false, not %q", v)
 		}
+	case "_elements":
+		names, err := fhir.ElementNames(r.Type, v)
+		r.Subset.Elements = append(r.Subset.Elements, names...)
+		return true, err
 	case "_include", "_include:iterate", "_revinclude", "_revinclude:iterate":
 		return true, r.include(name, v)
 	default:
