@@ -22,6 +22,9 @@ var sortFixtures = []struct{ path, body string }{
 	{"Observation/v4", `{"resourceType":"Observation","id":"v4","status":"final","code":{"text":"note"}}`},
 	{"RiskAssessment/r1", `{"resourceType":"RiskAssessment","id":"r1","status":"final","subject":{"reference":"Patient/s1"},"prediction":[{"probabilityDecimal":0.2},{"probabilityDecimal":0.6}]}`},
 	{"RiskAssessment/r2", `{"resourceType":"RiskAssessment","id":"r2","status":"final","subject":{"reference":"Patient/s2"},"prediction":[{"probabilityDecimal":0.4}]}`},
+	{"ValueSet/u1", `{"resourceType":"ValueSet","id":"u1","url":"http://b.example/vs","status":"active"}`},
+	{"ValueSet/u2", `{"resourceType":"ValueSet","id":"u2","url":"http://a.example/vs","status":"active"}`},
+	{"ValueSet/u3", `{"resourceType":"ValueSet","id":"u3","status":"draft"}`},
 	{"RiskAssessment/r3", `{"resourceType":"RiskAssessment","id":"r3","status":"final","subject":{"reference":"Patient/s3"}}`},
 }
 
@@ -79,6 +82,9 @@ func TestSortBySearchParameters(t *testing.T) {
 		{"Observation?_sort=code", []string{"v4", "v2", "v1", "v3"}},
 		// reference
 		{"Patient?_sort=general-practitioner", []string{"s3", "s5", "s2", "s4", "s1"}},
+		// uri
+		{"ValueSet?_sort=url", []string{"u3", "u2", "u1"}},
+		{"ValueSet?_sort=-url", []string{"u1", "u2", "u3"}},
 		// quantity (no unit conversion) and number, multi-valued
 		{"Observation?_sort=value-quantity", []string{"v4", "v2", "v1", "v3"}},
 		{"Observation?_sort=-value-quantity", []string{"v3", "v1", "v2", "v4"}},
