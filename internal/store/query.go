@@ -259,6 +259,7 @@ func (s *Store) Search(ctx context.Context, q *Query) ([]*Record, bool, error) {
 	if err != nil {
 		return nil, false, storeErr(err, "search")
 	}
+	defer func() { _ = cur.Close(ctx) }()
 	var out []*Record
 	for cur.Next(ctx) {
 		r := &Record{}
@@ -271,7 +272,6 @@ func (s *Store) Search(ctx context.Context, q *Query) ([]*Record, bool, error) {
 	if err := cur.Err(); err != nil {
 		return nil, false, storeErr(err, "search")
 	}
-	_ = cur.Close(ctx)
 	more := len(out) > q.Limit
 	if more {
 		out = out[:q.Limit]
