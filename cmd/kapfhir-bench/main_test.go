@@ -68,7 +68,7 @@ func TestParseFlags(t *testing.T) {
 			if !o.selfHosted() || !o.embedded || o.n != 1000 || o.concurrency != 4 {
 				t.Errorf("got %+v", o)
 			}
-			if strings.Join(o.scenarios, ",") != "create,read,update,search-patient-code,search-patient-date" {
+			if strings.Join(o.scenarios, ",") != "create,read,update,search-patient-code,search-patient-date,search-include" {
 				t.Errorf("scenarios %v", o.scenarios)
 			}
 		}},

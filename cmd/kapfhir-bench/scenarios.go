@@ -24,6 +24,7 @@ var scenarios = []scenario{
 	{name: "update", requires: []string{"create"}, http: (*httpSide).update, raw: (*rawSide).update},
 	searchScenario("search-patient-code"),
 	searchScenario("search-patient-date"),
+	searchScenario("search-include"),
 }
 
 func searchScenario(name string) scenario {

@@ -5,6 +5,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -53,14 +54,25 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 	if err := search.Resolve(c.Request.Context(), a.Resources, req); err != nil {
 		return err
 	}
-	after, err := a.Cursors.After(req)
+	page, err := a.Cursors.Decode(req)
 	if err != nil {
 		return err
 	}
-	q := &store.Query{Type: typ, And: req.Conds, Sort: req.Sort, After: after, Limit: req.Count}
+	q := &store.Query{Type: typ, And: req.Conds, Sort: req.Sort, Limit: req.Count}
+	back := page != nil && page.Back
+	if page != nil {
+		q.After = page.After
+	}
+	if back {
+		// The page before the cursor row: read backwards from it.
+		q.Sort = search.Reverse(req.Sort)
+	}
 	recs, more, err := a.Resources.Search(c.Request.Context(), q)
 	if err != nil {
 		return err
+	}
+	if back {
+		slices.Reverse(recs)
 	}
 	incs, warnings, err := search.Includes(c.Request.Context(), a.Resources, req, recs)
 	if err != nil {
@@ -73,14 +85,7 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 			return err
 		}
 	}
-	self := a.base(c) + "/" + typ
-	links := []link{{"self", self + "?" + encodeWithout(params, "_page")}}
-	if more && len(recs) > 0 {
-		last := recs[len(recs)-1]
-		next := cloneValues(params)
-		next.Set("_page", a.Cursors.Next(req, last.LastUpdated, last.ID))
-		links = append(links, link{"next", self + "?" + next.Encode()})
-	}
+	links := a.pageLinks(c, typ, params, req, recs, page, more)
 	if err := subset(req.Subset, recs, incs); err != nil {
 		return err
 	}
@@ -130,6 +135,33 @@ func subset(s fhir.Subset, recs ...[]*store.Record) error {
 		}
 	}
 	return nil
+}
+
+// pageLinks are the searchset links: self and first (both the search
+// without _page), previous on every page after the first, next when more
+// follow. more says whether rows follow the page in the direction it was
+// read.
+func (a *api) pageLinks(c *gin.Context, typ string, params url.Values, req *search.Request, recs []*store.Record, page *search.Page, more bool) []link {
+	self := a.base(c) + "/" + typ
+	first := self + "?" + encodeWithout(params, "_page")
+	links := []link{{"self", first}, {"first", first}}
+	if len(recs) == 0 {
+		return links
+	}
+	withPage := func(token string) string {
+		v := cloneValues(params)
+		v.Set("_page", token)
+		return self + "?" + v.Encode()
+	}
+	back := page != nil && page.Back
+	if (back && more) || (page != nil && !back) {
+		links = append(links, link{"previous", withPage(a.Cursors.Previous(req, recs[0]))})
+	}
+	// A page read backwards came from the page after it.
+	if more || back {
+		links = append(links, link{"next", withPage(a.Cursors.Next(req, recs[len(recs)-1]))})
+	}
+	return links
 }
 
 // preferLenient reports Prefer: handling=lenient.

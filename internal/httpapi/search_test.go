@@ -129,7 +129,7 @@ func TestSearchRejects(t *testing.T) {
 		{"Patient?name.family=x", "name.family"},
 		{"Patient?gender:fuzzy=x", ":fuzzy"},
 		{"Patient?birthdate=yesterday", "birthdate"},
-		{"Patient?_sort=name", "_sort"},
+		{"Patient?_sort=nickname", "_sort"},
 		{"Patient?_include=Patient:nickname", "_include"},
 		{"Observation?value-quantity=five", "value-quantity"},
 		{"Observation?subject:Medication=1", "Medication"},

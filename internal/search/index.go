@@ -36,6 +36,7 @@ func Index(res *fhir.Resource) *store.Index {
 		for _, v := range vals {
 			addEntries(ix, p, v)
 		}
+		addSortKeys(ix, p, vals)
 	}
 	for _, s := range []*[]string{&ix.Token, &ix.Text, &ix.String, &ix.Exact, &ix.Ref, &ix.URI, &ix.DateLo, &ix.DateHi, &ix.DateRange, &ix.Num, &ix.NumLo, &ix.NumHi, &ix.NumRange} {
 		slices.Sort(*s)

@@ -121,21 +121,14 @@ func (r *Request) control(name, v string) (bool, error) {
 			return true, fault.New(fault.Invalid, "", "_total must be none, estimate or accurate, not %q", v)
 		}
 	case "_sort":
-		for _, key := range strings.Split(v, ",") {
-			desc := strings.HasPrefix(key, "-")
-			switch strings.TrimPrefix(key, "-") {
-			case "_lastUpdated":
-				r.Sort = append(r.Sort, store.Sort{Field: "ts", Desc: desc})
-			case "_id":
-				r.Sort = append(r.Sort, store.Sort{Field: "rid", Desc: desc})
-			default:
-				return true, fault.New(fault.Invalid, "", "_sort by %q is not supported; sort by _lastUpdated or _id", key)
-			}
+		if len(r.Sort) > 0 {
+			return true, fault.New(fault.Invalid, "", "_sort may be given once; separate its keys with commas")
 		}
-		// rid last makes the order total, which keyset paging needs.
-		if r.Sort[len(r.Sort)-1].Field != "rid" {
-			r.Sort = append(r.Sort, store.Sort{Field: "rid"})
+		keys, err := sortBy(r.Type, v)
+		if err != nil {
+			return true, err
 		}
+		r.Sort = append(r.Sort, keys...)
 	case "_page":
 		r.Page = v
 	case "_summary":

@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // CrashAfterHistory commits r the way a writer that died half-way would:
@@ -25,4 +28,22 @@ func BurnSeq(t *testing.T, s *Store) {
 	if _, err := s.nextSeq(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FindIDs runs a raw find on resources and returns the rids in order.
+func FindIDs(t *testing.T, s *Store, filter, sort bson.D) []string {
+	t.Helper()
+	cur, err := s.resources.Find(context.Background(), filter, options.Find().SetSort(sort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []Record
+	if err := cur.All(context.Background(), &recs); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range recs {
+		ids = append(ids, r.ID)
+	}
+	return ids
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -33,6 +34,12 @@ type Index struct {
 	// that a condition on both ends holds for one value (see Pair).
 	DateRange []string `bson:"drg,omitempty"`
 	NumRange  []string `bson:"nrg,omitempty"`
+	// SortAsc and SortDesc hold, per parameter code with a value, the
+	// lowest and the highest sort key of its values: _sort cannot sort
+	// through an array, so ascending sorts by sa.<code> and descending by
+	// sd.<code>, as FHIR asks for multi-valued elements. Not indexed.
+	SortAsc  map[string]string `bson:"sa,omitempty"`
+	SortDesc map[string]string `bson:"sd,omitempty"`
 }
 
 // IndexFields are the bson names of Index, the only fields a Cond may name
@@ -84,10 +91,35 @@ type Query struct {
 	Limit int
 }
 
-// Sort is one sort key: "ts" or "rid".
+// Sort is one sort key: "ts", "rid", or a parameter's sort key
+// "sa.<code>" (ascending) or "sd.<code>" (descending).
 type Sort struct {
 	Field string
 	Desc  bool
+}
+
+// SortField is the field of a sort by a parameter code: sa.<code> or
+// sd.<code>. It reports false for a code that cannot be a field name.
+func SortField(code string, desc bool) (string, bool) {
+	if code == "" || strings.ContainsAny(code, ".$") {
+		return "", false
+	}
+	if desc {
+		return "sd." + code, true
+	}
+	return "sa." + code, true
+}
+
+// check refuses a sort field that SortField did not make.
+func (s Sort) check() error {
+	if s.Field == "rid" || s.Field == "ts" {
+		return nil
+	}
+	prefix, code, _ := strings.Cut(s.Field, ".")
+	if f, ok := SortField(code, prefix == "sd"); !ok || f != s.Field {
+		return fmt.Errorf("sort on unknown field %q", s.Field)
+	}
+	return nil
 }
 
 func (c Cond) filter() (bson.D, error) {
@@ -190,24 +222,54 @@ func (q *Query) filter() (bson.D, error) {
 
 // keyset is the condition "after the cursor row" in sort order: for keys
 // k1..kn, (k1 > a1) or (k1 = a1 and k2 > a2) or ...
+//
+// A parameter's sort key may be missing (nil in After); missing sorts
+// before every value, as in MongoDB's sort. Comparison operators never
+// match a missing field, so "after" is spelled out per direction: see
+// after and equal.
 func (q *Query) keyset() bson.D {
 	if len(q.After) != len(q.Sort) || len(q.After) == 0 {
 		return nil
 	}
 	var or bson.A
 	for i, s := range q.Sort {
-		term := bson.D{}
+		term, ok := after(s, q.After[i])
+		if !ok {
+			continue // nothing sorts after a missing key in descending order
+		}
+		var and bson.A
 		for j := 0; j < i; j++ {
-			term = append(term, bson.E{Key: q.Sort[j].Field, Value: q.After[j]})
+			and = append(and, equal(q.Sort[j].Field, q.After[j]))
 		}
-		op := "$gt"
-		if s.Desc {
-			op = "$lt"
-		}
-		term = append(term, bson.E{Key: s.Field, Value: bson.D{{Key: op, Value: q.After[i]}}})
-		or = append(or, term)
+		or = append(or, bson.D{{Key: "$and", Value: append(and, term)}})
+	}
+	if len(or) == 0 {
+		return bson.D{{Key: "rid", Value: bson.D{{Key: "$in", Value: bson.A{}}}}} // nothing
 	}
 	return bson.D{{Key: "$or", Value: or}}
+}
+
+// equal matches the rows whose field equals v; {field: null} also matches
+// a missing field.
+func equal(field string, v any) bson.D {
+	return bson.D{{Key: field, Value: v}}
+}
+
+// after matches the rows whose field sorts after v in s's direction, with
+// missing lowest. It reports false when none can.
+func after(s Sort, v any) (bson.D, bool) {
+	switch {
+	case v == nil && s.Desc:
+		return nil, false
+	case v == nil:
+		return bson.D{{Key: s.Field, Value: bson.D{{Key: "$ne", Value: nil}}}}, true
+	case s.Desc:
+		return bson.D{{Key: "$or", Value: bson.A{
+			bson.D{{Key: s.Field, Value: bson.D{{Key: "$lt", Value: v}}}},
+			bson.D{{Key: s.Field, Value: nil}},
+		}}}, true
+	}
+	return bson.D{{Key: s.Field, Value: bson.D{{Key: "$gt", Value: v}}}}, true
 }
 
 // Search returns up to q.Limit matching current versions in sort order, and
@@ -223,8 +285,17 @@ func (s *Store) Search(ctx context.Context, q *Query) ([]*Record, bool, error) {
 	if err != nil {
 		return nil, false, storeErr(err, "search")
 	}
+	defer func() { _ = cur.Close(ctx) }()
 	var out []*Record
-	if err := cur.All(ctx, &out); err != nil {
+	for cur.Next(ctx) {
+		r := &Record{}
+		if err := cur.Decode(r); err != nil {
+			return nil, false, storeErr(err, "search")
+		}
+		r.Keys = sortValues(cur.Current, q.Sort)
+		out = append(out, r)
+	}
+	if err := cur.Err(); err != nil {
 		return nil, false, storeErr(err, "search")
 	}
 	more := len(out) > q.Limit
@@ -232,6 +303,23 @@ func (s *Store) Search(ctx context.Context, q *Query) ([]*Record, bool, error) {
 		out = out[:q.Limit]
 	}
 	return out, more, nil
+}
+
+// sortValues are the values of doc's sort keys, nil where missing.
+func sortValues(doc bson.Raw, keys []Sort) []any {
+	out := make([]any, len(keys))
+	for i, k := range keys {
+		v, err := doc.LookupErr(strings.Split(k.Field, ".")...)
+		if err != nil {
+			continue
+		}
+		if t, ok := v.TimeOK(); ok {
+			out[i] = t.UTC()
+		} else if str, ok := v.StringValueOK(); ok {
+			out[i] = str
+		}
+	}
+	return out
 }
 
 // FindArgs is the find command Search sends for q on the resources
@@ -244,6 +332,9 @@ func FindArgs(q *Query) (bson.D, *options.FindOptionsBuilder, error) {
 	}
 	sort := bson.D{}
 	for _, k := range q.Sort {
+		if err := k.check(); err != nil {
+			return nil, nil, err
+		}
 		dir := 1
 		if k.Desc {
 			dir = -1

@@ -3,10 +3,12 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/kapfhir/kapfhir/internal/store"
 	"github.com/kapfhir/kapfhir/internal/storetest"
@@ -110,4 +112,125 @@ func TestSearchKeysetPaging(t *testing.T) {
 	if n, err := s.Count(ctx, q); err != nil || n != 21 {
 		t.Errorf("Count = %d, %v; want 21", n, err)
 	}
+}
+
+// The keyset condition relies on how the store treats a missing sort key:
+// {k: null} matches it, {k: {$ne: null}} and comparisons do not, and a sort
+// puts it before every string. Checked here against the store tests run on
+// (FerretDB 1.24 embedded, or MongoDB).
+func TestMissingSortKeys(t *testing.T) {
+	s, _ := storetest.Open(t, nil)
+	commitSortDocs(t, s, map[string]map[string]string{"a": {"k": "x"}, "b": nil, "c": {"k": "y"}, "d": {"o": "z"}})
+	for _, tc := range []struct {
+		name   string
+		filter bson.D
+		want   []string
+	}{
+		{"null matches missing", bson.D{{Key: "sa.k", Value: nil}}, []string{"b", "d"}},
+		{"ne null", bson.D{{Key: "sa.k", Value: bson.D{{Key: "$ne", Value: nil}}}}, []string{"a", "c"}},
+		{"exists", bson.D{{Key: "sa.k", Value: bson.D{{Key: "$exists", Value: true}}}}, []string{"a", "c"}},
+		{"not exists", bson.D{{Key: "sa.k", Value: bson.D{{Key: "$exists", Value: false}}}}, []string{"b", "d"}},
+		{"lt skips missing", bson.D{{Key: "sa.k", Value: bson.D{{Key: "$lt", Value: "y"}}}}, []string{"a"}},
+		{"gt skips missing", bson.D{{Key: "sa.k", Value: bson.D{{Key: "$gt", Value: ""}}}}, []string{"a", "c"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := store.FindIDs(t, s, tc.filter, bson.D{{Key: "rid", Value: 1}})
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+	got := store.FindIDs(t, s, bson.D{}, bson.D{{Key: "sa.k", Value: -1}, {Key: "rid", Value: 1}})
+	if diff := cmp.Diff([]string{"c", "a", "b", "d"}, got); diff != "" {
+		t.Errorf("sort descending, missing last (-want +got):\n%s", diff)
+	}
+}
+
+// commitSortDocs commits one Patient per id with the given sort keys (the
+// same for sa and sd).
+func commitSortDocs(t *testing.T, s *store.Store, docs map[string]map[string]string) {
+	t.Helper()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ids := make([]string, 0, len(docs))
+	for id := range docs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for i, id := range ids {
+		r := &store.Record{Type: "Patient", ID: id, VersionID: 1, LastUpdated: base.Add(time.Duration(i%2) * time.Hour), Method: "PUT", Raw: "{}",
+			Index: &store.Index{SortAsc: docs[id], SortDesc: docs[id]}}
+		if err := s.Commit(ctx(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func ctx() context.Context { return context.Background() }
+
+// Keyset paging by parameter sort keys where some rows lack them: every
+// page size, both directions, several keys; the pages joined are the
+// whole result in order, each row once.
+func TestKeysetWithMissingValues(t *testing.T) {
+	s, _ := storetest.Open(t, nil)
+	docs := map[string]map[string]string{
+		"p1": {"a": "m", "b": "1"}, "p2": nil, "p3": {"a": "m"}, "p4": {"b": "2"},
+		"p5": {"a": "c", "b": "1"}, "p6": {"a": "m", "b": "1"}, "p7": nil, "p8": {"a": "z"},
+	}
+	commitSortDocs(t, s, docs)
+	for _, tc := range []struct {
+		name string
+		sort []store.Sort
+		want []string
+	}{
+		{"asc", []store.Sort{{Field: "sa.a"}, {Field: "rid"}}, []string{"p2", "p4", "p7", "p5", "p1", "p3", "p6", "p8"}},
+		{"desc", []store.Sort{{Field: "sd.a", Desc: true}, {Field: "rid"}}, []string{"p8", "p1", "p3", "p6", "p5", "p2", "p4", "p7"}},
+		{"desc, id desc", []store.Sort{{Field: "sd.a", Desc: true}, {Field: "rid", Desc: true}}, []string{"p8", "p6", "p3", "p1", "p5", "p7", "p4", "p2"}},
+		{"asc, desc", []store.Sort{{Field: "sa.a"}, {Field: "sd.b", Desc: true}, {Field: "rid"}}, []string{"p4", "p2", "p7", "p5", "p1", "p6", "p3", "p8"}},
+		{"desc, asc", []store.Sort{{Field: "sd.a", Desc: true}, {Field: "sa.b"}, {Field: "rid"}}, []string{"p8", "p3", "p1", "p6", "p5", "p2", "p7", "p4"}},
+		{"time, desc", []store.Sort{{Field: "ts"}, {Field: "sd.b", Desc: true}, {Field: "rid"}}, []string{"p1", "p5", "p3", "p7", "p4", "p6", "p2", "p8"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			all := page(t, s, tc.sort, nil, 100)
+			if diff := cmp.Diff(tc.want, all); diff != "" {
+				t.Fatalf("one page (-want +got):\n%s", diff)
+			}
+			for size := 1; size <= 3; size++ {
+				var got []string
+				var after []any
+				for n := 0; n <= len(docs); n++ {
+					recs, more, err := s.Search(ctx(), &store.Query{Type: "Patient", Sort: tc.sort, After: after, Limit: size})
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, r := range recs {
+						got = append(got, r.ID)
+					}
+					if !more {
+						break
+					}
+					after = recs[len(recs)-1].Keys
+				}
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("pages of %d (-want +got):\n%s", size, diff)
+				}
+			}
+		})
+	}
+	bad := &store.Query{Type: "Patient", Sort: []store.Sort{{Field: "sa.a.b"}}, Limit: 1}
+	if _, _, err := s.Search(ctx(), bad); err == nil {
+		t.Error("a sort on a nested path was accepted")
+	}
+}
+
+func page(t *testing.T, s *store.Store, sort []store.Sort, after []any, limit int) []string {
+	t.Helper()
+	recs, _, err := s.Search(ctx(), &store.Query{Type: "Patient", Sort: sort, After: after, Limit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range recs {
+		ids = append(ids, r.ID)
+	}
+	return ids
 }

@@ -45,6 +45,9 @@ type Record struct {
 	// Index is what search matches; it is kept with the current version
 	// only, not in history.
 	Index *Index `bson:"-"`
+	// Keys are the values of the query's sort keys (nil where missing),
+	// set by Search for cursors.
+	Keys []any `bson:"-"`
 }
 
 // Key is the resources collection _id of a resource.
@@ -366,7 +369,7 @@ func currentDoc(r *Record) current {
 
 // optionalFields are the omitempty fields of current: a new version
 // without them must remove the previous version's.
-var optionalFields = []string{"deleted", "raw", "tok", "txt", "str", "strx", "ref", "uri", "has", "dlo", "dhi", "num", "nlo", "nhi", "drg", "nrg"}
+var optionalFields = []string{"deleted", "raw", "tok", "txt", "str", "strx", "ref", "uri", "has", "dlo", "dhi", "num", "nlo", "nhi", "drg", "nrg", "sa", "sd"}
 
 func has(d bson.D, key string) bool {
 	for _, e := range d {
