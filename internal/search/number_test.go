@@ -100,7 +100,7 @@ func holds(c store.Cond, ix *store.Index) bool {
 	}
 	entries := map[string][]string{
 		"tok": ix.Token, "str": ix.String, "dlo": ix.DateLo, "dhi": ix.DateHi,
-		"num": ix.Num, "nlo": ix.NumLo, "nhi": ix.NumHi, "has": ix.Has,
+		"num": ix.Num, "nlo": ix.NumLo, "nhi": ix.NumHi, "has": ix.Has, "ref": ix.Ref,
 	}[c.Field]
 	switch {
 	case c.In != nil:
