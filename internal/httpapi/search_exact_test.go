@@ -352,3 +352,41 @@ func exampleCases(before string) []exactCase {
 		{query: "Condition?_security=http://terminology.hl7.org/CodeSystem/v3-ActCode|TBOO", matches: all("f202")},
 	}
 }
+
+// TestSearchExactSynthea runs searches over the Synthea subset the
+// differential test loads (3 patients, the hospital and practitioner
+// bundles: 488 resources, every one tagged synthea-5-2019). Patients:
+// Hoeger e4531916-..., Kreiger d78af07c-..., McCullough ca95b2c5-....
+func TestSearchExactSynthea(t *testing.T) {
+	e := newEnv(t)
+	loadSynthea(t, e.srv.URL)
+	const (
+		hoeger     = "e4531916-b162-4f4b-90c2-ce37e132b8d4"
+		kreiger    = "d78af07c-9cb9-4f31-9b11-c45a28f2eec8"
+		mccullough = "ca95b2c5-d306-44d4-a7fa-756de736e68e"
+	)
+	all := func(ids ...string) []string { return ids }
+	runExact(t, e, []exactCase{
+		{query: "Patient?_tag=synthea-5-2019", matches: all(hoeger, kreiger, mccullough)},
+		{query: "Patient?_tag=https://smarthealthit.org/tags|synthea-5-2019&gender=female", matches: all(mccullough)},
+		{query: "Patient?_tag=https://smarthealthit.org/tags|synthea-5-2018"},
+		{query: "Patient?address-city=saugus", matches: all(mccullough)},
+		{query: "Patient?birthdate=1984", matches: all(kreiger)},
+		{query: "Patient?name=mr.", matches: all(hoeger, kreiger)}, // prefix "Mr."
+		// Blood pressures (55284-4) of 2012: McCullough's and Kreiger's.
+		{query: "Observation?code=http://loinc.org|55284-4&date=2012", matches: all("a9e6fa91-33e4-4aa9-9d4f-3b0518c966bd", "d1b60d57-c1a2-4b70-b18a-34169ada507e")},
+		{query: "Observation?code=55284-4&subject:Patient.name=hoeger", matches: all("13bfaf3c-434f-4e12-839a-5ee9cfd30dd8", "1d79cde6-7d89-4f54-9e69-0d3796485a7a", "37663719-c702-4588-964e-27d987ab94ed")},
+		// Diastolic over 100: 106.93 and 101.59 (McCullough, 2017 and 2018).
+		{query: "Observation?component-code-value-quantity=http://loinc.org|8462-4$gt100", matches: all("68cdfa0f-cecd-4cc2-b015-578dd6a2bbba", "d9b36a9c-907c-49d7-916b-69aa2071a02f")},
+		{query: "Observation?component-code-value-quantity=8480-6$gt150", matches: all("d9b36a9c-907c-49d7-916b-69aa2071a02f")}, // 158.47
+		// 68cdfa0f has a systolic of 149.3 and a diastolic of 106.9: no diastolic over 140.
+		{query: "Observation?component-code-value-quantity=8462-4$gt140"},
+		// Total cholesterol (2093-3): 183.76, 184.85 (Kreiger), 193.36 (Hoeger) mg/dL.
+		{query: "Observation?combo-code-value-quantity=http://loinc.org|2093-3$gt190", matches: all("93feb948-c936-4c37-b2db-a41a5f8f1ab7")},
+		{query: "Observation?code-value-quantity=2093-3$lt185|http://unitsofmeasure.org|mg/dL", matches: all("b512ea5d-c4c2-49e4-9eb1-30b2579136c4", "bd0df80e-b4b8-4018-82a4-77b2736a7bb4")},
+		{query: "Observation?code-value-quantity=2093-3$lt185|http://unitsofmeasure.org|mg"},
+		// Oral temperatures (8331-1): 37.66, 37.17, 37.36 Cel.
+		{query: "Observation?code=8331-1&value-quantity=gt37.3||Cel", matches: all("30e5c63d-e5c9-4448-a2de-9faad18cfb79", "aa837d14-80d7-4e8a-817c-3a469079e708")},
+		{query: "Patient?_has:Observation:subject:code-value-quantity=http://loinc.org|2093-3$gt190", matches: all(hoeger)},
+	})
+}
