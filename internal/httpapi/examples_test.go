@@ -21,28 +21,17 @@ import (
 // be rejected with a 4xx OperationOutcome naming the element.
 func TestOfficialExamplesRoundTrip(t *testing.T) {
 	e := newEnv(t)
-	files, err := filepath.Glob("../../testdata/r4-examples/*.json")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no examples: %v", err)
-	}
 	type tally struct{ stored, rejected int }
 	byType := map[string]*tally{}
 	var rejected []string
-	for _, f := range files {
-		body, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var head struct{ ResourceType, ID string }
-		if err := json.Unmarshal(body, &head); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		n := byType[head.ResourceType]
+	for _, ex := range readExamples(t, officialExamples) {
+		f, body := ex.file, ex.body
+		n := byType[ex.typ]
 		if n == nil {
 			n = &tally{}
-			byType[head.ResourceType] = n
+			byType[ex.typ] = n
 		}
-		path := "/fhir/" + head.ResourceType + "/" + head.ID
+		path := "/fhir/" + ex.typ + "/" + ex.id
 		r := e.do("PUT", path, string(body), "Prefer", "return=minimal")
 		if r.status >= 400 {
 			n.rejected++
@@ -83,6 +72,37 @@ func TestOfficialExamplesRoundTrip(t *testing.T) {
 	fmt.Fprintf(&table, "\nrejected:\n  %s\n", strings.Join(rejected, "\n  "))
 	t.Logf("official R4 examples through the REST API:\n%s", table.String())
 	golden(t, "testdata/official-examples.golden", table.String())
+}
+
+const officialExamples = "../../testdata/r4-examples/*.json"
+
+// example is one example resource file with its type and id.
+type example struct {
+	file    string
+	body    []byte
+	typ, id string
+}
+
+// readExamples reads the resource files matching pattern.
+func readExamples(t *testing.T, pattern string) []example {
+	t.Helper()
+	files, err := filepath.Glob(pattern)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples match %s: %v", pattern, err)
+	}
+	out := make([]example, 0, len(files))
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var head struct{ ResourceType, ID string }
+		if err := json.Unmarshal(body, &head); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out = append(out, example{file: f, body: body, typ: head.ResourceType, id: head.ID})
+	}
+	return out
 }
 
 var update = flag.Bool("update", false, "rewrite golden files")

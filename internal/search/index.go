@@ -45,6 +45,22 @@ func Index(res *fhir.Resource) *store.Index {
 	return ix
 }
 
+// refKeys are the entries of a reference value after its parameter's code,
+// each part passed through esc: ":Type/id" and "@id" when it is a literal
+// Type/id, and ":" the reference as written (without /_history/..) when it
+// is absolute or not Type/id, so that a search for the absolute URL finds
+// it too.
+func refKeys(v fhir.IndexValue, esc func(string) string) []string {
+	var keys []string
+	if v.RefType != "" && v.RefID != "" {
+		keys = append(keys, ":"+esc(v.RefType+"/"+v.RefID), "@"+esc(v.RefID))
+	}
+	if ref := withoutHistory(v.Ref); ref != "" && (isAbsolute(ref) || v.RefType == "" || v.RefID == "") {
+		keys = append(keys, ":"+esc(ref))
+	}
+	return keys
+}
+
 func addEntries(ix *store.Index, p *fhir.SearchParam, v fhir.IndexValue) {
 	c := p.Code
 	switch p.Type {
@@ -63,10 +79,8 @@ func addEntries(ix *store.Index, p *fhir.SearchParam, v fhir.IndexValue) {
 			ix.URI = append(ix.URI, c+":"+v.Str)
 		}
 	case "reference":
-		if v.RefType != "" && v.RefID != "" {
-			ix.Ref = append(ix.Ref, c+":"+v.RefType+"/"+v.RefID, c+"@"+v.RefID)
-		} else if v.Ref != "" {
-			ix.Ref = append(ix.Ref, c+":"+v.Ref)
+		for _, k := range refKeys(v, func(s string) string { return s }) {
+			ix.Ref = append(ix.Ref, c+k)
 		}
 		if v.Code != "" {
 			ix.Token = append(ix.Token, tokenKeys(c+"@identifier", v.System, v.Code)...)

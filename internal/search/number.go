@@ -334,11 +334,7 @@ func equalityKeys(kind string, v fhir.IndexValue) []string {
 			keys = append(keys, "="+escKey(v.System)+"|")
 		}
 	case "reference":
-		if v.RefType != "" && v.RefID != "" {
-			keys = append(keys, ":"+escKey(v.RefType+"/"+v.RefID), "@"+escKey(v.RefID))
-		} else if v.Ref != "" {
-			keys = append(keys, ":"+escKey(v.Ref))
-		}
+		keys = append(keys, refKeys(v, escKey)...)
 	case "uri":
 		if v.Str != "" {
 			keys = append(keys, ":"+escKey(v.Str))
@@ -361,13 +357,10 @@ func equalityQuery(code, kind, s string) (string, error) {
 		}
 		return "", fault.New(fault.Invalid, "", "%s component %q is not system|code, |code, system| or code", code, s)
 	case "reference":
-		v := unescape(s)
-		if i := strings.Index(v, "/_history/"); i > 0 {
-			v = v[:i]
-		}
+		v := withoutHistory(unescape(s))
 		typ, id, isRel := strings.Cut(v, "/")
 		switch {
-		case strings.Contains(v, "://") || strings.HasPrefix(v, "urn:"):
+		case isAbsolute(v):
 			return ":" + escKey(v), nil
 		case isRel && fhir.IsResourceType(typ) && fhir.ValidID(id):
 			return ":" + escKey(v), nil

@@ -99,6 +99,7 @@ func holds(c store.Cond, ix *store.Index) bool {
 		return slices.ContainsFunc(c.Or, func(o store.Cond) bool { return holds(o, ix) })
 	}
 	entries := map[string][]string{
+		"ref": ix.Ref,
 		"tok": ix.Token, "str": ix.String, "dlo": ix.DateLo, "dhi": ix.DateHi,
 		"num": ix.Num, "nlo": ix.NumLo, "nhi": ix.NumHi, "has": ix.Has,
 		"drg": ix.DateRange, "nrg": ix.NumRange,

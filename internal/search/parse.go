@@ -379,13 +379,10 @@ func referenceCond(p *fhir.SearchParam, modifier string, alts []string) (store.C
 	}
 	var vals []string
 	for _, alt := range alts {
-		v := unescape(alt)
-		if i := strings.Index(v, "/_history/"); i > 0 {
-			v = v[:i]
-		}
+		v := withoutHistory(unescape(alt))
 		typ, id, isRel := strings.Cut(v, "/")
 		switch {
-		case strings.Contains(v, "://") || strings.HasPrefix(v, "urn:"):
+		case isAbsolute(v):
 			vals = append(vals, p.Code+":"+v)
 		case isRel && fhir.IsResourceType(typ) && fhir.ValidID(id):
 			if modifier != "" && modifier != typ {
@@ -401,6 +398,20 @@ func referenceCond(p *fhir.SearchParam, modifier string, alts []string) (store.C
 		}
 	}
 	return store.Cond{Field: "ref", In: vals}, nil
+}
+
+// isAbsolute tells an absolute URL or URN reference from a relative one.
+func isAbsolute(ref string) bool {
+	return strings.Contains(ref, "://") || strings.HasPrefix(ref, "urn:")
+}
+
+// withoutHistory drops the /_history/.. of a versioned reference: it
+// refers to the resource, and matches as the resource.
+func withoutHistory(ref string) string {
+	if i := strings.Index(ref, "/_history/"); i > 0 {
+		return ref[:i]
+	}
+	return ref
 }
 
 func contains(list []string, s string) bool {
