@@ -123,6 +123,21 @@ func Wrap(err error, what string) *Error {
 	return e
 }
 
+// Locate gives the issues of err that name no expression the expression
+// expr (a search parameter's name, say), when err is an *Error.
+func Locate(err error, expr string) error {
+	var fe *Error
+	if !errors.As(err, &fe) {
+		return err
+	}
+	for i := range fe.Issues {
+		if len(fe.Issues[i].Expression) == 0 {
+			fe.Issues[i].Expression = []string{expr}
+		}
+	}
+	return err
+}
+
 // As returns err as an *Error; any other error becomes Internal.
 func As(err error) *Error {
 	var fe *Error

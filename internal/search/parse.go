@@ -60,7 +60,7 @@ func Parse(typ string, q url.Values, lenient bool) (*Request, error) {
 					canon = append(canon, url.QueryEscape(name)+"="+url.QueryEscape(v))
 				}
 			}
-			if err := r.tolerate(err, lenient); err != nil {
+			if err := r.tolerate(fault.Locate(err, name), lenient); err != nil {
 				return nil, err
 			}
 		}
