@@ -12,8 +12,22 @@ import (
 // parameter of every type, with each modifier and prefix, and checks that
 // each condition the compiler emits, and each sort, is served by a declared
 // index whose keys start with the resource type and the condition's field
-// (the prefix rule): on MongoDB no search scans a collection.
+// (the prefix rule): on MongoDB no search scans a collection. Custom
+// parameters of each type are included.
 func TestEveryQueryShapeIsIndexed(t *testing.T) {
+	reg := fhir.NewRegistry()
+	for _, c := range []fhir.CustomParam{
+		{ID: "t", Code: "x-token", Type: "token", Expression: "Patient.gender"},
+		{ID: "s", Code: "x-string", Type: "string", Expression: "Patient.name.given"},
+		{ID: "u", Code: "x-uri", Type: "uri", Expression: "Patient.implicitRules"},
+		{ID: "r", Code: "x-reference", Type: "reference", Expression: "Patient.managingOrganization"},
+		{ID: "d", Code: "x-date", Type: "date", Expression: "Patient.birthDate"},
+	} {
+		c.Base = []string{"Patient"}
+		if err := reg.Put(c); err != nil {
+			t.Fatal(err)
+		}
+	}
 	indexed := map[string]bool{} // "field" served by {type, field, ...}
 	sorted := map[string]bool{}  // "field1,field2" served by {type, field1, field2}
 	for _, ix := range store.Indexes()["resources"] {
@@ -46,7 +60,7 @@ func TestEveryQueryShapeIsIndexed(t *testing.T) {
 	}
 	shapes := 0
 	for _, typ := range fhir.ResourceTypes() {
-		for _, p := range builtins.SearchParams(typ) {
+		for _, p := range reg.SearchParams(typ) {
 			if !Searchable(p) {
 				continue
 			}
@@ -63,7 +77,7 @@ func TestEveryQueryShapeIsIndexed(t *testing.T) {
 					vals = []string{"s|a"}
 				}
 				for _, v := range vals {
-					r, err := Parse(builtins, typ, url.Values{p.Code + mod: {v}}, false)
+					r, err := Parse(reg, typ, url.Values{p.Code + mod: {v}}, false)
 					if err != nil {
 						t.Errorf("%s?%s%s=%s: %v", typ, p.Code, mod, v, err)
 						continue
@@ -95,6 +109,11 @@ func TestEveryQueryShapeIsIndexed(t *testing.T) {
 		if !sorted[key] {
 			t.Errorf("_sort=%s sorts by %s, which no index {type, %s} serves", s, key, key)
 		}
+	}
+	// Reindex jobs walk resources by _id (its own index), phase 1 those of
+	// their types written since a time.
+	if !indexed["ts"] {
+		t.Error("no index {type, ts} serves the reindex catch-up phase")
 	}
 	t.Logf("%d condition shapes checked against %d indexed fields", shapes, len(indexed))
 }
