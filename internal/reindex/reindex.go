@@ -166,12 +166,17 @@ func (j *Jobs) load(ctx context.Context, rec *store.Record, known map[string]boo
 		return nil
 	}
 	res, err := fhir.ParseResource([]byte(rec.Raw))
-	if err != nil {
-		return fmt.Errorf("SearchParameter/%s: %w", rec.ID, err)
+	var c fhir.CustomParam
+	active := false
+	if err == nil {
+		c, active, err = fhir.SearchParameterOf(res, rec.VersionID)
 	}
-	c, active, err := fhir.SearchParameterOf(res, rec.VersionID)
 	if err != nil {
-		return err
+		// Accepted once, so only a stricter validator gets here: one bad
+		// resource must not keep the service from starting.
+		j.log.Warn("stored SearchParameter unreadable", "search_parameter", rec.ID, "error", fault.As(err).Error())
+		j.reg.Remove(rec.ID)
+		return nil
 	}
 	if !active {
 		j.reg.Remove(rec.ID)
