@@ -36,6 +36,9 @@ type SearchParam struct {
 	// stated, which means allowed); Comparators and Modifiers its lists.
 	MultipleOr, MultipleAnd *bool
 	Comparators, Modifiers  []string
+	// Custom is the SearchParameter resource that defined the parameter,
+	// nil for a built-in one.
+	Custom *CustomParam
 
 	expr *fpNode
 }
@@ -146,19 +149,6 @@ func searchRegistryGet() *searchRegistry {
 		theSearch = r
 	})
 	return theSearch
-}
-
-// SearchParams returns the supported search parameters of a resource type,
-// including the Resource-level ones (_id, _lastUpdated, ...), sorted by
-// code; nil for an unknown type.
-func SearchParams(resourceType string) []*SearchParam {
-	return searchRegistryGet().byType[resourceType]
-}
-
-// LookupSearchParam returns the parameter code of a resource type, nil if
-// unknown or unsupported.
-func LookupSearchParam(resourceType, code string) *SearchParam {
-	return searchRegistryGet().byCode[resourceType][code]
 }
 
 var searchTypes = map[string]bool{

@@ -100,7 +100,7 @@ func TestSearchValuesGolden(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.file+"/"+tc.code, func(t *testing.T) {
 			r := loadExample(t, tc.file)
-			p := LookupSearchParam(r.Type(), tc.code)
+			p := builtins.Lookup(r.Type(), tc.code)
 			if p == nil {
 				t.Fatalf("no parameter %s of %s", tc.code, r.Type())
 			}
@@ -188,7 +188,7 @@ func TestSearchValuesSynthetic(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := LookupSearchParam(r.Type(), tc.code)
+			p := builtins.Lookup(r.Type(), tc.code)
 			if p == nil {
 				t.Fatalf("no parameter %s of %s", tc.code, r.Type())
 			}
@@ -200,7 +200,7 @@ func TestSearchValuesSynthetic(t *testing.T) {
 }
 
 func TestSearchParamsAPI(t *testing.T) {
-	ps := SearchParams("Observation")
+	ps := builtins.SearchParams("Observation")
 	if len(ps) == 0 {
 		t.Fatal("no Observation parameters")
 	}
@@ -211,29 +211,29 @@ func TestSearchParamsAPI(t *testing.T) {
 	}
 	for _, code := range []string{"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source"} {
 		for _, rt := range []string{"Observation", "Patient", "Bundle", "Binary"} {
-			if LookupSearchParam(rt, code) == nil {
+			if builtins.Lookup(rt, code) == nil {
 				t.Errorf("%s has no %s", rt, code)
 			}
 		}
 	}
-	if p := LookupSearchParam("Patient", "_text"); p != nil {
+	if p := builtins.Lookup("Patient", "_text"); p != nil {
 		t.Errorf("_text is supported: %+v", p)
 	}
-	if LookupSearchParam("Location", "near") != nil || LookupSearchParam("Nope", "_id") != nil || SearchParams("Nope") != nil {
+	if builtins.Lookup("Location", "near") != nil || builtins.Lookup("Nope", "_id") != nil || builtins.SearchParams("Nope") != nil {
 		t.Error("unsupported or unknown parameters are returned")
 	}
 	// A multi-base parameter keeps only its base's branch.
-	if p := LookupSearchParam("Condition", "code"); p == nil || p.Expression != "Condition.code" {
+	if p := builtins.Lookup("Condition", "code"); p == nil || p.Expression != "Condition.code" {
 		t.Errorf("Condition code: %+v", p)
 	}
-	p := LookupSearchParam("Observation", "component-code-value-quantity")
+	p := builtins.Lookup("Observation", "component-code-value-quantity")
 	want := []SearchComponent{{Code: "component-code", Expression: "code"}, {Code: "component-value-quantity", Expression: "value.as(Quantity)"}}
 	if diff := cmp.Diff(want, p.Components, cmp.Comparer(func(a, b SearchComponent) bool {
 		return a.Code == b.Code && a.Expression == b.Expression
 	})); diff != "" {
 		t.Errorf("components (-want +got):\n%s", diff)
 	}
-	if p := LookupSearchParam("Observation", "subject"); p == nil || p.Type != "reference" || len(p.Targets) == 0 {
+	if p := builtins.Lookup("Observation", "subject"); p == nil || p.Type != "reference" || len(p.Targets) == 0 {
 		t.Errorf("Observation subject: %+v", p)
 	}
 }
@@ -272,7 +272,7 @@ func TestSearchParamTargets(t *testing.T) {
 		{"Observation", "performer", []string{"CareTeam", "Organization", "Patient", "Practitioner", "PractitionerRole", "RelatedPerson"}},
 	}
 	for _, tc := range tests {
-		p := LookupSearchParam(tc.typ, tc.code)
+		p := builtins.Lookup(tc.typ, tc.code)
 		if p == nil {
 			t.Errorf("%s %s: nil", tc.typ, tc.code)
 			continue
@@ -295,7 +295,7 @@ func TestCompositeBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vals := r.SearchValues(LookupSearchParam("Observation", "code-value-concept"))
+	vals := r.SearchValues(builtins.Lookup("Observation", "code-value-concept"))
 	if len(vals) != maxCompositeValues {
 		t.Errorf("%d values, want %d", len(vals), maxCompositeValues)
 	}
@@ -303,7 +303,7 @@ func TestCompositeBound(t *testing.T) {
 
 func BenchmarkSearchValuesObservation(b *testing.B) {
 	r := loadExample(b, "Observation-blood-pressure.json")
-	ps := SearchParams("Observation")
+	ps := builtins.SearchParams("Observation")
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {

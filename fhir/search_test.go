@@ -45,7 +45,7 @@ func TestSearchValuesAllExamples(t *testing.T) {
 			continue // the known invalid ones, see TestOfficialExamples
 		}
 		resources++
-		for _, p := range SearchParams(r.Type()) {
+		for _, p := range builtins.SearchParams(r.Type()) {
 			c := byType[p.Type]
 			if c == nil {
 				c = &count{}

@@ -41,6 +41,7 @@ type rawSide struct {
 	counters  *mongo.Collection
 	opTimeout time.Duration
 	ids       idPool
+	params    *fhir.Registry // the built-in search parameters: the bench defines no custom ones
 }
 
 // connect opens the driver side's client with the service's settings: one
@@ -66,6 +67,7 @@ func connect(ctx context.Context, uri, database string, embedded bool, opTimeout
 		history:   db.Collection(benchHistory),
 		counters:  db.Collection(benchCounters),
 		opTimeout: opTimeout,
+		params:    fhir.NewRegistry(),
 	}
 	pctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
@@ -124,7 +126,7 @@ func (r *rawSide) op(ctx context.Context) (context.Context, context.CancelFunc) 
 
 // record is version vid of Observation id as the service would store it,
 // with the search index the service would compute.
-func record(i int, id string, vid int64, method string) (*store.Record, error) {
+func (r *rawSide) record(i int, id string, vid int64, method string) (*store.Record, error) {
 	update := method == "PUT"
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	raw := observation(i, update, id, strconv.FormatInt(vid, 10), now)
@@ -134,7 +136,7 @@ func record(i int, id string, vid int64, method string) (*store.Record, error) {
 	}
 	return &store.Record{
 		Type: "Observation", ID: id, VersionID: vid, LastUpdated: now, Method: method,
-		Raw: string(raw), Index: search.Index(res),
+		Raw: string(raw), Index: search.Index(r.params, res),
 	}, nil
 }
 
@@ -199,7 +201,7 @@ func (r *rawSide) current(ctx context.Context, id string) (*store.Record, error)
 
 func (r *rawSide) create(ctx context.Context, i int) error {
 	id := resource.NewID()
-	rec, err := record(i, id, 1, "POST")
+	rec, err := r.record(i, id, 1, "POST")
 	if err != nil {
 		return err
 	}
@@ -236,7 +238,7 @@ func (r *rawSide) update(ctx context.Context, i int) error {
 		if err != nil {
 			return err
 		}
-		rec, err := record(i, id, prev.VersionID+1, "PUT")
+		rec, err := r.record(i, id, prev.VersionID+1, "PUT")
 		if err != nil {
 			return err
 		}

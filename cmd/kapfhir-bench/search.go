@@ -40,7 +40,7 @@ func httpSearch(name string) func(*httpSide, context.Context, int) error {
 // on the bench collection.
 func rawSearch(name string) func(*rawSide, context.Context, int) error {
 	return func(r *rawSide, ctx context.Context, i int) error {
-		req, err := search.Parse("Observation", searchQuery(name, i), false)
+		req, err := search.Parse(r.params, "Observation", searchQuery(name, i), false)
 		if err != nil {
 			return err
 		}

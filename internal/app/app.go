@@ -16,10 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/event"
 
+	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/config"
 	"github.com/kapfhir/kapfhir/internal/embedded"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
 	"github.com/kapfhir/kapfhir/internal/metrics"
+	"github.com/kapfhir/kapfhir/internal/reindex"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -33,6 +35,7 @@ type App struct {
 	store    *store.Store
 	listener net.Listener
 	server   *http.Server
+	reindex  *reindex.Jobs
 	mongoURI string
 }
 
@@ -68,6 +71,13 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	a.store = st
+	reg := fhir.NewRegistry()
+	a.reindex = reindex.New(st, reg, m, o.Logger, reindex.Options{})
+	// The custom search parameters are served from the first request on.
+	if err := a.reindex.Refresh(ctx); err != nil {
+		a.closeStore()
+		return nil, fmt.Errorf("load custom search parameters: %w", err)
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		a.closeStore()
@@ -75,7 +85,9 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 	}
 	a.listener = ln
 	handler := httpapi.New(httpapi.Config{
-		Resources:    resource.New(st, time.Now),
+		Resources:    resource.New(st, reg, time.Now),
+		Registry:     reg,
+		Reindex:      a.reindex,
 		Ready:        st.Ping,
 		Metrics:      m,
 		Gatherer:     o.Registry,
@@ -111,13 +123,22 @@ func (a *App) MongoURI() string { return a.mongoURI }
 // Database is the store's database name.
 func (a *App) Database() string { return a.cfg.MongoDatabase }
 
-// Serve serves until ctx is cancelled, then shuts down gracefully: it stops
-// accepting, drains requests in flight, and closes the store last.
+// Serve serves (and runs the reindex jobs) until ctx is cancelled, then
+// shuts down gracefully: it stops accepting, drains requests in flight,
+// stops the jobs, and closes the store last.
 func (a *App) Serve(ctx context.Context) error {
+	jctx, stopJobs := context.WithCancel(ctx)
+	jobsDone := make(chan struct{})
+	go func() {
+		defer close(jobsDone)
+		a.reindex.Run(jctx)
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.listener) }()
 	select {
 	case err := <-errc:
+		stopJobs()
+		<-jobsDone
 		a.closeStore()
 		return err
 	case <-ctx.Done():
@@ -129,6 +150,8 @@ func (a *App) Serve(ctx context.Context) error {
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}
+	stopJobs()
+	<-jobsDone
 	a.closeStore()
 	a.log.Info("stopped")
 	return err

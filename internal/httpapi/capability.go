@@ -34,33 +34,46 @@ type capResource struct {
 	ConditionalDelete string           `json:"conditionalDelete"`
 }
 
-// capabilityStatement describes what the routes table serves, for every
-// resource type the validator knows.
-func capabilityStatement(version string, started time.Time) []byte {
-	var typeLevel, systemLevel []code
+// interactionLevels are the interactions of the routes table by the level
+// the CapabilityStatement lists them at.
+type interactionLevels struct{ typeLevel, systemLevel []code }
+
+func levelsOf(rs []route) interactionLevels {
+	var l interactionLevels
 	seen := map[string]bool{}
-	for _, rt := range routes {
+	for _, rt := range rs {
 		if rt.level == "" || seen[rt.interaction] {
 			continue
 		}
 		seen[rt.interaction] = true
 		if rt.level == "system" {
-			systemLevel = append(systemLevel, code{rt.interaction})
+			l.systemLevel = append(l.systemLevel, code{rt.interaction})
 		} else {
-			typeLevel = append(typeLevel, code{rt.interaction})
+			l.typeLevel = append(l.typeLevel, code{rt.interaction})
 		}
 	}
-	includes, revIncludes := includeTargets()
+	return l
+}
+
+// capabilityStatement describes what the routes table serves, for every
+// resource type the validator knows, with the search parameters of reg.
+func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version string, started time.Time) []byte {
+	includes, revIncludes := includeTargets(reg)
 	var resources []capResource
 	for _, t := range fhir.ResourceTypes() {
 		var params []capSearchParam
-		for _, p := range fhir.SearchParams(t) {
-			if search.Searchable(p) {
-				params = append(params, capSearchParam{Name: p.Code, Type: p.Type})
+		for _, p := range reg.SearchParams(t) {
+			if !search.Searchable(p) {
+				continue
 			}
+			cp := capSearchParam{Name: p.Code, Type: p.Type}
+			if p.Custom != nil {
+				cp.Definition = p.Custom.URL
+			}
+			params = append(params, cp)
 		}
 		resources = append(resources, capResource{
-			Type: t, Interaction: typeLevel, SearchParam: params,
+			Type: t, Interaction: levels.typeLevel, SearchParam: params,
 			SearchInclude: includes[t], SearchRevInclude: revIncludes[t],
 			Versioning: "versioned-update", ReadHistory: true, UpdateCreate: true,
 			ConditionalCreate: true, ConditionalRead: "full-support",
@@ -83,7 +96,7 @@ func capabilityStatement(version string, started time.Time) []byte {
 			"mode":          "server",
 			"documentation": "JSON only. Search serves token, string, uri, reference and date parameters, _id and _lastUpdated; see docs/fhir-behaviour.md.",
 			"resource":      resources,
-			"interaction":   systemLevel,
+			"interaction":   levels.systemLevel,
 		}},
 	}
 	b, _ := json.Marshal(cs)
@@ -93,11 +106,11 @@ func capabilityStatement(version string, started time.Time) []byte {
 // includeTargets lists, per type, the _include values its reference
 // parameters allow (Type:param) and the _revinclude values of the
 // parameters of any type that can refer to it.
-func includeTargets() (includes, revIncludes map[string][]string) {
+func includeTargets(reg *fhir.Registry) (includes, revIncludes map[string][]string) {
 	includes, revIncludes = map[string][]string{}, map[string][]string{}
 	types := fhir.ResourceTypes()
 	for _, u := range types {
-		for _, p := range fhir.SearchParams(u) {
+		for _, p := range reg.SearchParams(u) {
 			if p.Type != "reference" {
 				continue
 			}

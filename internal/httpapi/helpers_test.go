@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -17,8 +18,10 @@ import (
 	"github.com/google/fhir/go/jsonformat"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
 	"github.com/kapfhir/kapfhir/internal/metrics"
+	"github.com/kapfhir/kapfhir/internal/reindex"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -36,6 +39,7 @@ type env struct {
 	reg      *prometheus.Registry
 	commands *metrics.CommandCounter
 	logs     *syncBuffer
+	jobs     *reindex.Jobs
 }
 
 type syncBuffer struct {
@@ -60,38 +64,65 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, reg: prometheus.NewRegistry(), commands: &metrics.CommandCounter{}, logs: &syncBuffer{}}
 	m := metrics.New(e.reg)
 	e.store, e.db = storetest.Open(t, m.CommandMonitor(e.commands.Monitor()))
-	e.srv = httptest.NewServer(e.handler(m, e.store))
+	var h http.Handler
+	h, e.jobs = e.handler(m, e.store)
+	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
 	return e
 }
 
-func (e *env) handler(m *metrics.Metrics, st *store.Store) http.Handler {
+// jobOptions make reindex jobs quick: tests run one instance at a time
+// or wait for the jobs, so writes in flight need no settle time.
+var jobOptions = reindex.Options{Poll: 50 * time.Millisecond, Settle: time.Millisecond, Batch: 3}
+
+func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reindex.Jobs) {
+	reg := fhir.NewRegistry()
+	logger := slog.New(slog.NewJSONHandler(e.logs, nil))
+	jobs := reindex.New(st, reg, m, logger, jobOptions)
 	return httpapi.New(httpapi.Config{
-		Resources:    resource.New(st, time.Now),
+		Resources:    resource.New(st, reg, time.Now),
+		Registry:     reg,
+		Reindex:      jobs,
 		Ready:        st.Ping,
 		Metrics:      m,
 		Gatherer:     e.reg,
-		Logger:       slog.New(slog.NewJSONHandler(e.logs, nil)),
+		Logger:       logger,
 		MaxBodyBytes: 1 << 20,
 		Version:      "test",
 		Started:      time.Now(),
 		Cursors:      search.NewCursors("test"),
-	})
+	}), jobs
+}
+
+// runJobs runs the reindex jobs of the instance in the background until
+// the test ends (other tests leave them off, so that commands are counted
+// exactly).
+func (e *env) runJobs(jobs *reindex.Jobs) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		jobs.Run(ctx)
+	}()
+	e.t.Cleanup(func() { cancel(); <-done })
 }
 
 // second returns another service instance on the same database, with its
-// own store client, as a second replica of the service would be.
-func (e *env) second() *httptest.Server {
+// own store client, as a second replica of the service would be, and its
+// reindex runner (not running).
+func (e *env) second() (*httptest.Server, *reindex.Jobs) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	st := storetest.OpenDatabase(e.t, e.db, nil)
+	params := fhir.NewRegistry()
+	jobs := reindex.New(st, params, m, slog.New(slog.NewJSONHandler(io.Discard, nil)), jobOptions)
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{
-		Resources: resource.New(st, time.Now), Ready: st.Ping, Metrics: m, Gatherer: reg,
+		Resources: resource.New(st, params, time.Now), Ready: st.Ping, Metrics: m, Gatherer: reg,
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20, Started: time.Now(),
-		Cursors: search.NewCursors("test"),
+		Cursors: search.NewCursors("test"), Registry: params, Reindex: jobs,
 	}))
 	e.t.Cleanup(srv.Close)
-	return srv
+	return srv, jobs
 }
 
 type response struct {

@@ -18,7 +18,7 @@ import (
 )
 
 func (a *api) capabilities(c *gin.Context) error {
-	c.Data(http.StatusOK, fhirJSON, pretty(c, a.capability))
+	c.Data(http.StatusOK, fhirJSON, pretty(c, capabilityStatement(a.Registry, a.levels, a.Version, a.Started)))
 	return nil
 }
 
@@ -116,7 +116,7 @@ func (a *api) create(c *gin.Context) error {
 	}
 	var out *resource.Outcome
 	if q := c.GetHeader("If-None-Exist"); q != "" {
-		crit, err := search.ParseCriteria(typ, strings.TrimPrefix(q, typ+"?"))
+		crit, err := search.ParseCriteria(a.Registry, typ, strings.TrimPrefix(q, typ+"?"))
 		if err != nil {
 			return err
 		}
@@ -151,7 +151,7 @@ func (a *api) update(c *gin.Context) error {
 }
 
 func (a *api) conditionalUpdate(c *gin.Context) error {
-	typ, crit, err := criteria(c)
+	typ, crit, err := a.criteria(c)
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (a *api) delete(c *gin.Context) error {
 }
 
 func (a *api) conditionalDelete(c *gin.Context) error {
-	_, crit, err := criteria(c)
+	_, crit, err := a.criteria(c)
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func (a *api) deleted(c *gin.Context, out *resource.Outcome) error {
 }
 
 // criteria parses the query of a conditional update or delete.
-func criteria(c *gin.Context) (string, *search.Request, error) {
+func (a *api) criteria(c *gin.Context) (string, *search.Request, error) {
 	typ, err := resourceType(c)
 	if err != nil {
 		return "", nil, err
@@ -215,7 +215,7 @@ func criteria(c *gin.Context) (string, *search.Request, error) {
 	if c.Request.URL.RawQuery == "" {
 		return "", nil, fault.New(fault.Invalid, "", "a conditional %s on %s needs search criteria in the URL", strings.ToLower(c.Request.Method), typ)
 	}
-	crit, err := search.ParseCriteria(typ, stripControl(c.Request.URL.RawQuery))
+	crit, err := search.ParseCriteria(a.Registry, typ, stripControl(c.Request.URL.RawQuery))
 	return typ, crit, err
 }
 

@@ -162,7 +162,7 @@ func TestIfMatch(t *testing.T) {
 // (so the in-process lock does not decide): exactly one wins.
 func TestIfMatchRace(t *testing.T) {
 	e := newEnv(t)
-	other := e.second()
+	other, _ := e.second()
 	for round := 0; round < 10; round++ {
 		id := e.create("Patient", fmt.Sprintf(patient, fmt.Sprint("r", round)))
 		var wg sync.WaitGroup
@@ -195,7 +195,7 @@ func TestIfMatchRace(t *testing.T) {
 // versions 1..201 without a gap, and every update's content in history.
 func TestConcurrentUpdatesLoseNothing(t *testing.T) {
 	e := newEnv(t)
-	other := e.second()
+	other, _ := e.second()
 	id := e.create("Observation", `{"resourceType":"Observation","status":"final","code":{"text":"counter"}}`)
 	const n = 200
 	var wg sync.WaitGroup
@@ -273,7 +273,7 @@ func TestConditionalCreate(t *testing.T) {
 // instances, make exactly one resource.
 func TestConcurrentConditionalCreates(t *testing.T) {
 	e := newEnv(t)
-	other := e.second()
+	other, _ := e.second()
 	const n = 20
 	var wg sync.WaitGroup
 	ids := make([]string, n)

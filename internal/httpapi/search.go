@@ -47,7 +47,7 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 	if err != nil {
 		return err
 	}
-	req, err := search.Parse(typ, params, preferLenient(c))
+	req, err := search.Parse(a.Registry, typ, params, preferLenient(c))
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 	if err != nil {
 		return err
 	}
-	issues := append(req.Ignored, warnings...)
+	issues := append(append(req.Ignored, warnings...), a.reindexWarnings(req)...)
 	total := int64(-1)
 	if req.Total == "accurate" {
 		if total, err = a.Resources.Count(c.Request.Context(), q); err != nil {

@@ -13,8 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/metrics"
+	"github.com/kapfhir/kapfhir/internal/reindex"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/search"
 )
@@ -33,6 +35,8 @@ type Config struct {
 	Version      string
 	Started      time.Time
 	Cursors      *search.Cursors // signs search page links
+	Registry     *fhir.Registry  // the search parameters, custom ones included
+	Reindex      *reindex.Jobs   // the reindex jobs of custom parameters
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are
@@ -47,6 +51,7 @@ type route struct {
 var routes = []route{
 	{"GET", "/fhir/metadata", "capabilities", "", (*api).capabilities},
 	{"GET", "/fhir/_history", "history-system", "system", (*api).historySystem},
+	{"GET", "/fhir/$reindex", "operation", "", (*api).reindexStatus},
 	{"GET", "/fhir/:type", "search-type", "type", (*api).searchType},
 	{"POST", "/fhir/:type/_search", "search-type", "", (*api).searchPost},
 	{"POST", "/fhir/:type", "create", "type", (*api).create},
@@ -63,14 +68,13 @@ var routes = []route{
 type api struct {
 	Config
 	interactions map[string]string // "METHOD route" -> interaction, for metrics
-	capability   []byte
+	levels       interactionLevels
 }
 
 // New returns the HTTP handler of the whole service.
 func New(cfg Config) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
-	a := &api{Config: cfg, interactions: map[string]string{}}
-	a.capability = capabilityStatement(cfg.Version, cfg.Started)
+	a := &api{Config: cfg, interactions: map[string]string{}, levels: levelsOf(routes)}
 
 	r := gin.New()
 	r.HandleMethodNotAllowed = true

@@ -20,6 +20,8 @@ type Metrics struct {
 	requestDuration *prometheus.HistogramVec
 	storeDuration   *prometheus.HistogramVec
 	storeErrors     *prometheus.CounterVec
+	reindexJobs     *prometheus.GaugeVec
+	reindexed       prometheus.Counter
 }
 
 // New registers the service's metrics, the Go and process collectors and
@@ -44,9 +46,17 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "kapfhir_store_command_errors_total",
 			Help: "MongoDB commands that failed, by command name.",
 		}, []string{"command"}),
+		reindexJobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kapfhir_reindex_jobs",
+			Help: "Reindex jobs of custom search parameters by state (pending, running, done), as this instance last read them.",
+		}, []string{"state"}),
+		reindexed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kapfhir_reindex_resources_total",
+			Help: "Resources this instance scanned in reindex jobs.",
+		}),
 	}
 	reg.MustRegister(
-		m.requests, m.requestDuration, m.storeDuration, m.storeErrors,
+		m.requests, m.requestDuration, m.storeDuration, m.storeErrors, m.reindexJobs, m.reindexed,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
@@ -59,6 +69,14 @@ func (m *Metrics) ObserveRequest(interaction, typ, method, route string, code in
 	m.requests.WithLabelValues(interaction, typ, method, strconv.Itoa(code)).Inc()
 	m.requestDuration.WithLabelValues(interaction, route).Observe(d.Seconds())
 }
+
+// SetReindexJobs sets the number of reindex jobs in a state.
+func (m *Metrics) SetReindexJobs(state string, n int) {
+	m.reindexJobs.WithLabelValues(state).Set(float64(n))
+}
+
+// ReindexedResources counts resources scanned by a reindex job.
+func (m *Metrics) ReindexedResources(n int) { m.reindexed.Add(float64(n)) }
 
 // commandNames are the commands the store sends; anything else is counted
 // as "other" so a label can never grow without bound.

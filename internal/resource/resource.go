@@ -22,6 +22,7 @@ import (
 // Service applies FHIR interactions to the store.
 type Service struct {
 	store *store.Store
+	reg   *fhir.Registry // the search parameters; custom ones change with SearchParameter writes
 	now   func() time.Time
 	locks keyedMutex
 	// GuardWait bounds how long a conditional create waits for a competing
@@ -29,9 +30,10 @@ type Service struct {
 	guardWait time.Duration
 }
 
-// New returns a Service on st. now is the clock (UTC is applied here).
-func New(st *store.Store, now func() time.Time) *Service {
-	return &Service{store: st, now: now, guardWait: 10 * time.Second}
+// New returns a Service on st that indexes with reg. now is the clock (UTC
+// is applied here).
+func New(st *store.Store, reg *fhir.Registry, now func() time.Time) *Service {
+	return &Service{store: st, reg: reg, now: now, guardWait: 10 * time.Second}
 }
 
 // Outcome of a write.
@@ -112,6 +114,9 @@ func (s *Service) put(ctx context.Context, typ, id string, res *fhir.Resource, m
 // write is the one write path: res nil means delete. fresh means the id
 // was just made, so no current version needs reading at first.
 func (s *Service) write(ctx context.Context, typ, id string, res *fhir.Resource, method string, ifMatch *int64, fresh bool) (*Outcome, error) {
+	if err := s.checkSearchParameter(res); err != nil {
+		return nil, err
+	}
 	unlock := s.locks.lock(store.Key(typ, id))
 	defer unlock()
 	for attempt := 0; attempt < maxAttempts; attempt++ {
@@ -142,6 +147,11 @@ func (s *Service) write(ctx context.Context, typ, id string, res *fhir.Resource,
 		}
 		if err != nil {
 			return nil, err
+		}
+		if typ == "SearchParameter" {
+			if err := s.searchParameterWritten(ctx, rec, res); err != nil {
+				return nil, err
+			}
 		}
 		return &Outcome{Record: rec, Created: prev == nil || prev.Deleted}, nil
 	}
@@ -187,7 +197,7 @@ func (s *Service) next(typ, id string, prev *store.Record, res *fhir.Resource, m
 	}
 	res.SetMeta(strconv.FormatInt(vid, 10), rec.LastUpdated)
 	rec.Raw = string(res.Bytes())
-	rec.Index = search.Index(res)
+	rec.Index = search.Index(s.reg, res)
 	return rec, false
 }
 

@@ -17,7 +17,7 @@ func TestCountCapIsAnnounced(t *testing.T) {
 		{"1001", 1000, true},
 		{"5000", 1000, true},
 	} {
-		r, err := Parse("Patient", url.Values{"_count": {tc.count}}, false)
+		r, err := Parse(builtins, "Patient", url.Values{"_count": {tc.count}}, false)
 		if err != nil {
 			t.Fatalf("_count=%s: %v", tc.count, err)
 		}

@@ -70,10 +70,11 @@ func (r *Request) include(name, v string) error {
 	if parts[1] == "*" {
 		return bad("the wildcard * is not supported; name the parameter")
 	}
-	inc.Param = fhir.LookupSearchParam(inc.Source, parts[1])
+	inc.Param = r.reg.Lookup(inc.Source, parts[1])
 	if inc.Param == nil {
 		return bad("%s has no search parameter %q", inc.Source, parts[1])
 	}
+	r.use(inc.Param)
 	if inc.Param.Type != "reference" {
 		return bad("%s is a %s parameter, not a reference parameter", parts[1], inc.Param.Type)
 	}
@@ -102,7 +103,7 @@ func (r *Request) chain(name, v string) error {
 	}
 	head, inner, _ := strings.Cut(name, ".")
 	code, typ, _ := strings.Cut(head, ":")
-	p := fhir.LookupSearchParam(r.Type, code)
+	p := r.reg.Lookup(r.Type, code)
 	switch {
 	case p == nil:
 		return bad("%s has no search parameter %q", r.Type, code)
@@ -119,7 +120,8 @@ func (r *Request) chain(name, v string) error {
 	case !fhir.IsResourceType(typ) || !refersTo(p, typ):
 		return bad("%s cannot refer to %q (it refers to %s)", code, typ, targetList(p))
 	}
-	c, err := compile(typ, inner, v)
+	r.use(p)
+	c, err := r.compile(typ, inner, v)
 	if err != nil {
 		return bad("%s", fault.As(err).Issues[0].Diagnostics)
 	}
@@ -140,7 +142,7 @@ func (r *Request) has(name, v string) error {
 	if !fhir.IsResourceType(typ) {
 		return bad("%q is not a resource type", typ)
 	}
-	p := fhir.LookupSearchParam(typ, code)
+	p := r.reg.Lookup(typ, code)
 	switch {
 	case p == nil:
 		return bad("%s has no search parameter %q", typ, code)
@@ -151,7 +153,8 @@ func (r *Request) has(name, v string) error {
 	case strings.HasPrefix(inner, "_has") || strings.Contains(inner, "."):
 		return bad("only one level of _has, without chaining inside, is supported")
 	}
-	c, err := compile(typ, inner, v)
+	r.use(p)
+	c, err := r.compile(typ, inner, v)
 	if err != nil {
 		return bad("%s", fault.As(err).Issues[0].Diagnostics)
 	}

@@ -30,7 +30,7 @@ func (m *memStore) add(raw string) {
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	ix := Index(res)
+	ix := Index(builtins, res)
 	rec := &store.Record{Type: res.Type(), ID: res.ID(), Raw: raw}
 	if m.fields == nil {
 		m.fields = map[*store.Record]map[string][]string{}
@@ -120,7 +120,7 @@ func keys(recs []*store.Record) []string {
 func run(t *testing.T, m *memStore, typ, query string) ([]*store.Record, []*store.Record, []fault.Issue) {
 	t.Helper()
 	q, _ := url.ParseQuery(query)
-	r, err := Parse(typ, q, false)
+	r, err := Parse(builtins, typ, q, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestJoinCap(t *testing.T) {
 	setVar(t, &joinCap, 4)
 	for _, query := range []string{"subject:Patient.name=peters", "patient.name=peters"} {
 		q, _ := url.ParseQuery(query)
-		r, err := Parse("Observation", q, true)
+		r, err := Parse(builtins, "Observation", q, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +191,7 @@ func TestJoinCap(t *testing.T) {
 		}
 	}
 	q, _ := url.ParseQuery("_has:Observation:subject:code:text=x")
-	r, _ := Parse("Patient", q, false)
+	r, _ := Parse(builtins, "Patient", q, false)
 	if err := Resolve(context.Background(), m, r); err == nil {
 		t.Error("_has over the cap: no error")
 	}
@@ -208,7 +208,7 @@ func TestJoinCanonical(t *testing.T) {
 	m := capFixture(t)
 	canon := func(query string) string {
 		q, _ := url.ParseQuery(query)
-		r, err := Parse("Observation", q, false)
+		r, err := Parse(builtins, "Observation", q, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,10 +21,10 @@ const (
 )
 
 // Index computes the index entries of a resource from every search
-// parameter of its type that search serves (see Searchable).
-func Index(res *fhir.Resource) *store.Index {
+// parameter of its type in reg that search serves (see Searchable).
+func Index(reg *fhir.Registry, res *fhir.Resource) *store.Index {
 	ix := &store.Index{}
-	for _, p := range fhir.SearchParams(res.Type()) {
+	for _, p := range reg.SearchParams(res.Type()) {
 		if !Searchable(p) || p.Code == "_id" || p.Code == "_lastUpdated" {
 			continue // _id and _lastUpdated are the record's own fields
 		}

@@ -291,15 +291,17 @@ func compositeKinds(p *fhir.SearchParam) []string {
 }
 
 var compositeTypes = sync.OnceValue(func() map[*fhir.SearchParam][]string {
+	// Custom parameters are never composite: the built-in ones suffice.
+	builtins := fhir.NewRegistry()
 	m := map[*fhir.SearchParam][]string{}
 	for _, typ := range fhir.ResourceTypes() {
-		for _, p := range fhir.SearchParams(typ) {
+		for _, p := range builtins.SearchParams(typ) {
 			if p.Type != "composite" || len(p.Components) < 2 {
 				continue
 			}
 			var kinds []string
 			for i, c := range p.Components {
-				cp := fhir.LookupSearchParam(typ, c.Code)
+				cp := builtins.Lookup(typ, c.Code)
 				if cp == nil {
 					kinds = nil
 					break

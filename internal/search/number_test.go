@@ -130,7 +130,7 @@ func indexOf(t *testing.T, body string) *store.Index {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Index(res)
+	return Index(builtins, res)
 }
 
 // matches lists the ids of docs that a search matches.
@@ -140,7 +140,7 @@ func matches(t *testing.T, typ, query string, docs map[string]*store.Index) []st
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := Parse(typ, q, false)
+	r, err := Parse(builtins, typ, q, false)
 	if err != nil {
 		t.Fatalf("%s?%s: %v", typ, query, err)
 	}
@@ -251,12 +251,12 @@ func TestNumberQuantityCompositeRejects(t *testing.T) {
 		"code-value-date=a$yesterday", "code-value-quantity=a$zz5", "combo-code-value-concept=a",
 	} {
 		v, _ := url.ParseQuery(q)
-		if _, err := Parse("Observation", v, false); err == nil {
+		if _, err := Parse(builtins, "Observation", v, false); err == nil {
 			t.Errorf("Observation?%s parsed", q)
 		}
 	}
 	v := url.Values{"chromosome-variant-coordinate": {"1$5$6"}}
-	if _, err := Parse("MolecularSequence", v, false); err == nil {
+	if _, err := Parse(builtins, "MolecularSequence", v, false); err == nil {
 		t.Errorf("a composite of two ranges parsed")
 	}
 }
@@ -282,7 +282,7 @@ func TestNumberQueryShapesIndexed(t *testing.T) {
 	prefixes := []string{"", "eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"}
 	shapes := 0
 	for _, typ := range fhir.ResourceTypes() {
-		for _, p := range fhir.SearchParams(typ) {
+		for _, p := range builtins.SearchParams(typ) {
 			if !Searchable(p) {
 				continue
 			}
@@ -320,7 +320,7 @@ func TestNumberQueryShapesIndexed(t *testing.T) {
 				continue
 			}
 			for _, v := range vals {
-				r, err := Parse(typ, url.Values{p.Code: {v}}, false)
+				r, err := Parse(builtins, typ, url.Values{p.Code: {v}}, false)
 				if err != nil {
 					t.Errorf("%s?%s=%s: %v", typ, p.Code, v, err)
 					continue

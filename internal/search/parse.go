@@ -2,6 +2,7 @@ package search
 
 import (
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +32,11 @@ type Request struct {
 	Joins []Join
 	// Subset is what _summary and _elements keep of each resource.
 	Subset fhir.Subset
+	// Custom are the custom parameters the search uses: their reindex may
+	// be unfinished.
+	Custom []*fhir.SearchParam
+
+	reg *fhir.Registry
 }
 
 const (
@@ -41,8 +47,8 @@ const (
 // Parse parses the parameters of a type-level search. Strict by default: an
 // unknown or unsupported parameter or modifier is a 400 naming it; with
 // lenient it is skipped and listed in Ignored.
-func Parse(typ string, q url.Values, lenient bool) (*Request, error) {
-	r := &Request{Type: typ, Count: defaultCount, Total: "none"}
+func Parse(reg *fhir.Registry, typ string, q url.Values, lenient bool) (*Request, error) {
+	r := &Request{Type: typ, Count: defaultCount, Total: "none", reg: reg}
 	names := make([]string, 0, len(q))
 	for name := range q {
 		names = append(names, name)
@@ -54,7 +60,7 @@ func Parse(typ string, q url.Values, lenient bool) (*Request, error) {
 			ok, err := r.control(name, v)
 			if err == nil && !ok {
 				var c store.Cond
-				c, err = compile(typ, name, v)
+				c, err = r.compile(typ, name, v)
 				if err == nil {
 					r.Conds = append(r.Conds, c)
 					canon = append(canon, url.QueryEscape(name)+"="+url.QueryEscape(v))
@@ -124,7 +130,7 @@ func (r *Request) control(name, v string) (bool, error) {
 		if len(r.Sort) > 0 {
 			return true, fault.New(fault.Invalid, "", "_sort may be given once; separate its keys with commas")
 		}
-		keys, err := sortBy(r.Type, v)
+		keys, err := sortBy(r.reg, r.Type, v)
 		if err != nil {
 			return true, err
 		}
@@ -154,7 +160,7 @@ func (r *Request) control(name, v string) (bool, error) {
 		if strings.Contains(name, ".") {
 			return true, r.chain(name, v)
 		}
-		if strings.HasPrefix(name, "_") && fhir.LookupSearchParam(r.Type, strings.SplitN(name, ":", 2)[0]) == nil {
+		if strings.HasPrefix(name, "_") && r.reg.Lookup(r.Type, strings.SplitN(name, ":", 2)[0]) == nil {
 			return true, fault.New(fault.Invalid, "", "the search result parameter %s is not supported", name)
 		}
 		return false, nil
@@ -164,7 +170,7 @@ func (r *Request) control(name, v string) (bool, error) {
 
 // ParseCriteria parses the criteria of a conditional interaction: search
 // parameters only.
-func ParseCriteria(typ, query string) (*Request, error) {
+func ParseCriteria(reg *fhir.Registry, typ, query string) (*Request, error) {
 	q, err := url.ParseQuery(query)
 	if err != nil {
 		return nil, fault.New(fault.Invalid, "", "the criteria are not a valid query string: %v", err)
@@ -174,7 +180,7 @@ func ParseCriteria(typ, query string) (*Request, error) {
 			delete(q, name)
 		}
 	}
-	r, err := Parse(typ, q, false)
+	r, err := Parse(reg, typ, q, false)
 	if err != nil {
 		return nil, err
 	}
@@ -186,12 +192,13 @@ func ParseCriteria(typ, query string) (*Request, error) {
 
 // compile turns one parameter occurrence (values OR-ed by commas) into a
 // condition.
-func compile(typ, name, value string) (store.Cond, error) {
+func (r *Request) compile(typ, name, value string) (store.Cond, error) {
 	code, modifier, _ := strings.Cut(name, ":")
-	p := fhir.LookupSearchParam(typ, code)
+	p := r.reg.Lookup(typ, code)
 	if p == nil {
 		return store.Cond{}, fault.New(fault.Invalid, "", "%s has no search parameter %q", typ, code)
 	}
+	r.use(p)
 	if !Searchable(p) {
 		return store.Cond{}, fault.New(fault.Invalid, "", "search by %s parameters (%s) is not supported yet", p.Type, code)
 	}
@@ -233,6 +240,13 @@ func compile(typ, name, value string) (store.Cond, error) {
 		return compositeCond(p, modifier, alts)
 	}
 	return store.Cond{}, fault.New(fault.Invalid, "", "search by %s parameters is not supported yet", p.Type)
+}
+
+// use notes that the search uses p.
+func (r *Request) use(p *fhir.SearchParam) {
+	if p.Custom != nil && !slices.Contains(r.Custom, p) {
+		r.Custom = append(r.Custom, p)
+	}
 }
 
 func badModifier(code, modifier string) error {

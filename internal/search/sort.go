@@ -101,7 +101,7 @@ func sortable(p *fhir.SearchParam) bool {
 // sortBy parses a _sort value: keys separated by commas, each a parameter
 // code of the type, '-' first for descending. rid is added last so the
 // order is total, which keyset paging needs.
-func sortBy(typ, v string) ([]store.Sort, error) {
+func sortBy(reg *fhir.Registry, typ, v string) ([]store.Sort, error) {
 	var out []store.Sort
 	for _, key := range strings.Split(v, ",") {
 		desc := strings.HasPrefix(key, "-")
@@ -113,7 +113,7 @@ func sortBy(typ, v string) ([]store.Sort, error) {
 		case "_id":
 			field = "rid"
 		default:
-			p := fhir.LookupSearchParam(typ, code)
+			p := reg.Lookup(typ, code)
 			if p == nil {
 				return nil, fault.New(fault.Invalid, "", "_sort: %s has no search parameter %q", typ, code)
 			}

@@ -10,6 +10,7 @@
 //     projection of history that is rolled forward with a version condition.
 //   - counters: the change-log sequence.
 //   - guards: one document per conditional-create criteria in flight.
+//   - jobs: background reindex jobs (see Job).
 package store
 
 import (
@@ -76,6 +77,7 @@ type Store struct {
 	history   *mongo.Collection
 	counters  *mongo.Collection
 	guards    *mongo.Collection
+	jobs      *mongo.Collection
 	timeout   time.Duration
 }
 
@@ -106,6 +108,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		history:   db.Collection("history"),
 		counters:  db.Collection("counters"),
 		guards:    db.Collection("guards"),
+		jobs:      db.Collection("jobs"),
 		timeout:   o.Timeout,
 	}
 	if err := s.Ping(ctx); err != nil {
@@ -157,6 +160,9 @@ var indexes = map[string][]IndexSpec{
 		{Name: "seq", Keys: bson.D{{Key: "seq", Value: 1}}, Unique: true},
 		{Name: "type_rid_vid", Keys: bson.D{{Key: "type", Value: 1}, {Key: "rid", Value: 1}, {Key: "vid", Value: -1}}},
 		{Name: "type_seq", Keys: bson.D{{Key: "type", Value: 1}, {Key: "seq", Value: -1}}},
+	},
+	"jobs": {
+		{Name: "created", Keys: bson.D{{Key: "created", Value: 1}, {Key: "_id", Value: 1}}},
 	},
 }
 
@@ -369,7 +375,10 @@ func currentDoc(r *Record) current {
 
 // optionalFields are the omitempty fields of current: a new version
 // without them must remove the previous version's.
-var optionalFields = []string{"deleted", "raw", "tok", "txt", "str", "strx", "ref", "uri", "has", "dlo", "dhi", "num", "nlo", "nhi", "drg", "nrg", "sa", "sd"}
+var optionalFields = append([]string{"deleted", "raw"}, indexFieldNames...)
+
+// indexFieldNames are the bson names of the fields of Index.
+var indexFieldNames = []string{"tok", "txt", "str", "strx", "ref", "uri", "has", "dlo", "dhi", "num", "nlo", "nhi", "drg", "nrg", "sa", "sd"}
 
 func has(d bson.D, key string) bool {
 	for _, e := range d {
