@@ -12,3 +12,7 @@ package fhir
 // summary.json is generated from the resource StructureDefinitions of the
 // same npm package (see spec/README.md); it needs npm.
 //go:generate go run ./internal/summarygen
+
+// compartments.json is generated from the CompartmentDefinitions of the same
+// npm package (see spec/README.md); it needs npm.
+//go:generate go run ./internal/compartmentgen

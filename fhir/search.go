@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,6 +33,9 @@ type SearchParam struct {
 	// Patient), has Patient, not the definition's Patient | Group).
 	Targets    []string
 	Components []SearchComponent // composite only, in definition order
+	// Identifiers: a token parameter whose expression reaches Identifier
+	// elements (the ones :of-type applies to).
+	Identifiers bool
 	// MultipleOr and MultipleAnd are the definition's flags (nil: not
 	// stated, which means allowed); Comparators and Modifiers its lists.
 	MultipleOr, MultipleAnd *bool
@@ -60,7 +64,8 @@ type SearchComponent struct {
 //     (Coding.display, CodeableConcept.text, Identifier.type.text). A
 //     CodeableConcept gives one value per coding (with its display) plus,
 //     when it has text, one value with only Display set. Identifier:
-//     System/Code are system/value. code, uri, string and id primitives
+//     System/Code are system/value, and TypeCodings the codings of its
+//     type (for :of-type). code, uri, string and id primitives
 //     give Code only; boolean gives Code "true" or "false". ContactPoint
 //     gives Code = value and System = "": ContactPoint.system (phone,
 //     email, ...) is a kind, not a code system, and the R4 telecom
@@ -99,6 +104,7 @@ type IndexValue struct {
 	NumLo, NumHi          float64
 	Unit                  string
 	Parts                 []IndexValue
+	TypeCodings           []IndexValue // Identifier.type.coding: System, Code
 }
 
 // maxCompositeValues bounds the cross product of one composite element.
@@ -260,6 +266,7 @@ func compileParam(m *schemaModel, pf *paramFile) (*SearchParam, string) {
 		}
 		return p, ""
 	}
+	p.Identifiers = pf.Type == "token" && slices.Contains(outTypes, "Identifier")
 	for _, t := range outTypes {
 		if indexable(m, pf.Type, t) {
 			return p, ""
@@ -467,6 +474,11 @@ func appendTokens(out []IndexValue, m *schemaModel, it fpItem) []IndexValue {
 		iv := IndexValue{System: memberText(v, "system"), Code: memberText(v, "value")}
 		if t := v.get("type"); t != nil {
 			iv.Display = memberText(t, "text")
+			if cs := t.get("coding"); cs != nil {
+				for i := range cs.arr {
+					iv.TypeCodings = appendCoding(iv.TypeCodings, &cs.arr[i])
+				}
+			}
 		}
 		if iv.System == "" && iv.Code == "" {
 			return out

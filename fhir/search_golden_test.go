@@ -74,7 +74,8 @@ func TestSearchValuesGolden(t *testing.T) {
 		}},
 		{"Patient-example.json", "family", []IndexValue{str("Chalmers"), str("Windsor")}},
 		{"Patient-example.json", "birthdate", []IndexValue{{Lo: day(1974, 12, 25), Hi: day(1974, 12, 26)}}},
-		{"Patient-example.json", "identifier", []IndexValue{tok("urn:oid:1.2.36.146.595.217.0.1", "12345", "")}},
+		{"Patient-example.json", "identifier", []IndexValue{{System: "urn:oid:1.2.36.146.595.217.0.1", Code: "12345",
+			TypeCodings: []IndexValue{tok("http://terminology.hl7.org/CodeSystem/v2-0203", "MR", "")}}}},
 		{"Patient-example.json", "gender", []IndexValue{tok("", "male", "")}},
 		{"Patient-example.json", "address-city", []IndexValue{str("PleasantVille")}},
 		{"Patient-example.json", "address", []IndexValue{

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
@@ -80,6 +81,11 @@ func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version s
 			ConditionalUpdate: true, ConditionalDelete: "single",
 		})
 	}
+	var compartments []string
+	for _, c := range fhir.Compartments() {
+		// The canonical URLs of R4's CompartmentDefinitions: the code, lower camel case.
+		compartments = append(compartments, "http://hl7.org/fhir/CompartmentDefinition/"+strings.ToLower(c[:1])+c[1:])
+	}
 	cs := map[string]any{
 		"resourceType": "CapabilityStatement",
 		"status":       "active",
@@ -94,9 +100,10 @@ func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version s
 		"format":      []string{"application/fhir+json", "json"},
 		"rest": []map[string]any{{
 			"mode":          "server",
-			"documentation": "JSON only. Search serves token, string, uri, reference and date parameters, _id and _lastUpdated; see docs/fhir-behaviour.md.",
+			"documentation": "JSON only. Search serves token, string, uri, reference, date, number, quantity and composite parameters, _id and _lastUpdated, at type level, at system level (_type) and in the compartments listed (GET /fhir/Patient/1/Observation); see docs/fhir-behaviour.md.",
 			"resource":      resources,
 			"interaction":   levels.systemLevel,
+			"compartment":   compartments,
 		}},
 	}
 	b, _ := json.Marshal(cs)

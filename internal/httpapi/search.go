@@ -16,13 +16,15 @@ import (
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
-// searchType answers GET /fhir/:type?params with a searchset Bundle.
+// searchType answers the GET searches with a searchset Bundle: of a type
+// (GET /fhir/:type?params), of the system (GET /fhir?_type=...) and of a
+// compartment (GET /fhir/:type/:id/:ctype?params).
 func (a *api) searchType(c *gin.Context) error {
 	return a.search(c, c.Request.URL.Query())
 }
 
-// searchPost answers POST /fhir/:type/_search: parameters in the form body
-// and in the URL.
+// searchPost answers the POST .../_search forms of the same searches:
+// parameters in the form body and in the URL.
 func (a *api) searchPost(c *gin.Context) error {
 	mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if mt != "application/x-www-form-urlencoded" {
@@ -43,11 +45,7 @@ func (a *api) searchPost(c *gin.Context) error {
 }
 
 func (a *api) search(c *gin.Context, params url.Values) error {
-	typ, err := resourceType(c)
-	if err != nil {
-		return err
-	}
-	req, err := search.Parse(a.Registry, typ, params, preferLenient(c))
+	req, self, err := a.parseSearch(c, params)
 	if err != nil {
 		return err
 	}
@@ -58,7 +56,7 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 	if err != nil {
 		return err
 	}
-	q := &store.Query{Type: typ, And: req.Conds, Sort: req.Sort, Limit: req.Count}
+	q := &store.Query{Type: req.Type, Types: req.Types, And: req.Conds, Sort: req.Sort, Limit: req.Count}
 	back := page != nil && page.Back
 	if page != nil {
 		q.After = page.After
@@ -85,7 +83,7 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 			return err
 		}
 	}
-	links := a.pageLinks(c, typ, params, req, recs, page, more)
+	links := a.pageLinks(self, params, req, recs, page, more)
 	if err := subset(req.Subset, recs, incs); err != nil {
 		return err
 	}
@@ -141,8 +139,7 @@ func subset(s fhir.Subset, recs ...[]*store.Record) error {
 // without _page), previous on every page after the first, next when more
 // follow. more says whether rows follow the page in the direction it was
 // read.
-func (a *api) pageLinks(c *gin.Context, typ string, params url.Values, req *search.Request, recs []*store.Record, page *search.Page, more bool) []link {
-	self := a.base(c) + "/" + typ
+func (a *api) pageLinks(self string, params url.Values, req *search.Request, recs []*store.Record, page *search.Page, more bool) []link {
 	first := self + "?" + encodeWithout(params, "_page")
 	links := []link{{"self", first}, {"first", first}}
 	if len(recs) == 0 {
@@ -162,6 +159,44 @@ func (a *api) pageLinks(c *gin.Context, typ string, params url.Values, req *sear
 		links = append(links, link{"next", withPage(a.Cursors.Next(req, recs[len(recs)-1]))})
 	}
 	return links
+}
+
+// parseSearch parses the search the route names, and returns the URL its
+// links page through: the system (no :type), a compartment (:ctype, the
+// type searched in the compartment of :type/:id) or a type.
+func (a *api) parseSearch(c *gin.Context, params url.Values) (*search.Request, string, error) {
+	lenient := preferLenient(c)
+	if c.Param("type") == "" {
+		req, err := search.ParseSystem(a.Registry, params, lenient)
+		return req, a.base(c), err
+	}
+	ctype := c.Param("ctype")
+	if ctype == "" {
+		typ, err := resourceType(c)
+		if err != nil {
+			return nil, "", err
+		}
+		req, err := search.Parse(a.Registry, typ, params, lenient)
+		return req, a.base(c) + "/" + typ, err
+	}
+	typ, id, err := target(c)
+	if err != nil {
+		return nil, "", err
+	}
+	switch {
+	case !fhir.IsCompartment(typ):
+		return nil, "", fault.New(fault.NotFound, "", "%s does not define a compartment", typ)
+	case !fhir.IsResourceType(ctype):
+		return nil, "", fault.New(fault.NotFound, "", "resource type %q is not supported", ctype)
+	}
+	req, err := search.Parse(a.Registry, ctype, params, lenient)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := req.InCompartment(typ, id); err != nil {
+		return nil, "", err
+	}
+	return req, a.base(c) + "/" + typ + "/" + id + "/" + ctype, nil
 }
 
 // preferLenient reports Prefer: handling=lenient.

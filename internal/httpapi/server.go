@@ -50,6 +50,8 @@ type route struct {
 
 var routes = []route{
 	{"GET", "/fhir/metadata", "capabilities", "", (*api).capabilities},
+	{"GET", "/fhir", "search-system", "system", (*api).searchType},
+	{"POST", "/fhir/_search", "search-system", "", (*api).searchPost},
 	{"GET", "/fhir/_history", "history-system", "system", (*api).historySystem},
 	{"GET", "/fhir/$reindex", "operation", "", (*api).reindexStatus},
 	{"GET", "/fhir/:type", "search-type", "type", (*api).searchType},
@@ -62,6 +64,9 @@ var routes = []route{
 	{"PUT", "/fhir/:type/:id", "update", "type", (*api).update},
 	{"DELETE", "/fhir/:type/:id", "delete", "type", (*api).delete},
 	{"GET", "/fhir/:type/:id/_history", "history-instance", "type", (*api).historyInstance},
+	// Compartment search: :ctype resources in the compartment of :type/:id.
+	{"GET", "/fhir/:type/:id/:ctype", "search-type", "", (*api).searchType},
+	{"POST", "/fhir/:type/:id/:ctype/_search", "search-type", "", (*api).searchPost},
 	{"GET", "/fhir/:type/:id/_history/:vid", "vread", "type", (*api).vread},
 }
 

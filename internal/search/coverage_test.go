@@ -2,9 +2,11 @@ package search
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -30,9 +32,13 @@ func TestEveryQueryShapeIsIndexed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	indexed := map[string]bool{} // "field" served by {type, field, ...}
-	sorted := map[string]bool{}  // "field1,field2" served by {type, field1, field2}
+	indexed := map[string]bool{}     // "field" served by {type, field, ...}
+	sorted := map[string]bool{}      // "field1,field2" served by {type, field1, field2}
+	crossSorted := map[string]bool{} // "field1,type" served by {field1, type}
 	for _, ix := range store.Indexes()["resources"] {
+		if len(ix.Keys) >= 2 && ix.Keys[0].Key != "type" && ix.Keys[len(ix.Keys)-1].Key == "type" {
+			crossSorted[keyNames(ix.Keys)] = true
+		}
 		if len(ix.Keys) < 2 || ix.Keys[0].Key != "type" {
 			continue
 		}
@@ -70,6 +76,9 @@ func TestEveryQueryShapeIsIndexed(t *testing.T) {
 			if p.Code == "_id" || p.Code == "_lastUpdated" {
 				mods = []string{""} // the record's own fields, no modifiers
 			}
+			if p.Identifiers {
+				mods = append(mods[:len(mods):len(mods)], ":of-type")
+			}
 			for _, mod := range mods {
 				vals := values[p.Type]
 				switch mod {
@@ -77,6 +86,8 @@ func TestEveryQueryShapeIsIndexed(t *testing.T) {
 					vals = []string{"true", "false"}
 				case ":identifier":
 					vals = []string{"s|a"}
+				case ":of-type":
+					vals = []string{"s|c|a"}
 				}
 				for _, v := range vals {
 					r, err := Parse(reg, typ, url.Values{p.Code + mod: {v}}, false)
@@ -143,7 +154,36 @@ func TestEveryQueryShapeIsIndexed(t *testing.T) {
 	if !indexed["ts"] {
 		t.Error("no index {type, ts} serves the reindex catch-up phase")
 	}
+	// A search over several types filters type by $in, which the indexes
+	// above serve like one type (its conditions are those of one type, see
+	// compileAll); its sort ends with type, served by {..., type} scanned in
+	// order.
+	for _, s := range []string{"", "_lastUpdated", "-_lastUpdated", "_id", "-_id"} {
+		q := url.Values{"_type": {"Patient,Observation"}}
+		if s != "" {
+			q.Set("_sort", s)
+		}
+		r, err := ParseSystem(builtins, q, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys bson.D
+		for _, k := range r.Sort {
+			keys = append(keys, bson.E{Key: k.Field})
+		}
+		if !crossSorted[keyNames(keys)] {
+			t.Errorf("system search _sort=%s sorts by %s, which no index serves", s, keyNames(keys))
+		}
+	}
 	t.Logf("%d condition shapes checked against %d indexed fields", shapes, len(indexed))
+}
+
+func keyNames(keys bson.D) string {
+	var names []string
+	for _, k := range keys {
+		names = append(names, k.Key)
+	}
+	return strings.Join(names, ",")
 }
 
 func checkIndexed(t *testing.T, query string, c store.Cond, indexed map[string]bool) {

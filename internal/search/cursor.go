@@ -102,7 +102,7 @@ func (c *Cursors) Decode(r *Request) (*Page, error) {
 	for i, s := range r.Sort {
 		v := cur.Values[i]
 		switch {
-		case v == nil && (s.Field == "ts" || s.Field == "rid"):
+		case v == nil && (s.Field == "ts" || s.Field == "rid" || s.Field == "type"):
 			return nil, bad // the record's own fields are never missing
 		case v == nil:
 		case s.Field == "ts":

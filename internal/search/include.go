@@ -85,11 +85,13 @@ func (r *Request) include(name, v string) error {
 		}
 	}
 	if !inc.Iterate {
+		types := r.types()
+		results := strings.Join(types, ", ")
 		switch {
-		case !inc.Rev && inc.Source != r.Type:
-			return bad("it applies to %s resources, not to the %s results (use _include:iterate for included resources)", inc.Source, r.Type)
-		case inc.Rev && (!refersTo(inc.Param, r.Type) || inc.Target != "" && inc.Target != r.Type):
-			return bad("%s.%s cannot refer to the %s results (use _revinclude:iterate for included resources)", inc.Source, parts[1], r.Type)
+		case !inc.Rev && !slices.Contains(types, inc.Source):
+			return bad("it applies to %s resources, not to the %s results (use _include:iterate for included resources)", inc.Source, results)
+		case inc.Rev && !slices.ContainsFunc(types, func(t string) bool { return refersTo(inc.Param, t) && (inc.Target == "" || inc.Target == t) }):
+			return bad("%s.%s cannot refer to the %s results (use _revinclude:iterate for included resources)", inc.Source, parts[1], results)
 		}
 	}
 	r.Includes = append(r.Includes, inc)

@@ -66,6 +66,11 @@ func addEntries(ix *store.Index, p *fhir.SearchParam, v fhir.IndexValue) {
 	switch p.Type {
 	case "token":
 		ix.Token = append(ix.Token, tokenKeys(c, v.System, v.Code)...)
+		for _, tc := range v.TypeCodings {
+			if tc.Code != "" && v.Code != "" {
+				ix.Token = append(ix.Token, ofTypeKey(c, tc.System, tc.Code, v.Code))
+			}
+		}
 		if v.Display != "" {
 			ix.Text = append(ix.Text, c+":"+normalize(v.Display))
 		}

@@ -13,6 +13,8 @@ import "strings"
 //	token      code=system|value   (system may be empty: code=|value)
 //	           code=system|        (any value in that system)
 //	           code:value          (any system)
+//	           code@of-type=system|code|value (an Identifier's type
+//	           coding and value, for :of-type)
 //	reference  code:Type/id, code@id (any type), code:url
 //	           and the identifier as the token code@identifier
 //	date       code|lo and code|hi, instants in instantLayout; open ends
@@ -27,6 +29,12 @@ func tokenKeys(code, system, value string) []string {
 		keys = append(keys, code+"="+system+"|")
 	}
 	return keys
+}
+
+// ofTypeKey is the entry of an Identifier with value whose type has a
+// coding system|code, which code:of-type=system|code|value matches.
+func ofTypeKey(code, system, typeCode, value string) string {
+	return code + "@of-type=" + system + "|" + typeCode + "|" + value
 }
 
 // tokenQuery is the entry a token search value matches: system|code,

@@ -2,6 +2,7 @@ package search
 
 import (
 	"net/url"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -12,9 +13,11 @@ import (
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
-// Request is a parsed search on one type.
+// Request is a parsed search on one type, or on several (Types, with
+// Type "": see ParseSystem).
 type Request struct {
 	Type  string
+	Types []string
 	Conds []store.Cond
 	Sort  []store.Sort
 	Count int
@@ -48,7 +51,18 @@ const (
 // unknown or unsupported parameter or modifier is a 400 naming it; with
 // lenient it is skipped and listed in Ignored.
 func Parse(reg *fhir.Registry, typ string, q url.Values, lenient bool) (*Request, error) {
-	r := &Request{Type: typ, Count: defaultCount, Total: "none", reg: reg}
+	return parse(reg, []string{typ}, q, lenient)
+}
+
+// parse parses a search on one type or more: a parameter of a search on
+// several types must mean the same on each (see compileAll).
+func parse(reg *fhir.Registry, types []string, q url.Values, lenient bool) (*Request, error) {
+	r := &Request{Count: defaultCount, Total: "none", reg: reg}
+	if len(types) == 1 {
+		r.Type = types[0]
+	} else {
+		r.Types = types
+	}
 	names := make([]string, 0, len(q))
 	for name := range q {
 		names = append(names, name)
@@ -60,7 +74,7 @@ func Parse(reg *fhir.Registry, typ string, q url.Values, lenient bool) (*Request
 			ok, err := r.control(name, v)
 			if err == nil && !ok {
 				var c store.Cond
-				c, err = r.compile(typ, name, v)
+				c, err = r.compileAll(types, name, v)
 				if err == nil {
 					r.Conds = append(r.Conds, c)
 					canon = append(canon, url.QueryEscape(name)+"="+url.QueryEscape(v))
@@ -77,11 +91,14 @@ func Parse(reg *fhir.Registry, typ string, q url.Values, lenient bool) (*Request
 	if len(r.Sort) == 0 {
 		r.Sort = []store.Sort{{Field: "rid"}}
 	}
+	if r.Type == "" {
+		r.Sort = append(r.Sort, store.Sort{Field: "type"}) // ids repeat across types
+	}
 	var sortKeys []string
 	for _, s := range r.Sort {
 		sortKeys = append(sortKeys, map[bool]string{true: "-", false: ""}[s.Desc]+s.Field)
 	}
-	r.Canonical = typ + "?" + strings.Join(canon, "&") + "#" + strings.Join(sortKeys, ",")
+	r.Canonical = strings.Join(types, ",") + "?" + strings.Join(canon, "&") + "#" + strings.Join(sortKeys, ",")
 	return r, nil
 }
 
@@ -154,18 +171,31 @@ func (r *Request) control(name, v string) (bool, error) {
 	case "_include", "_include:iterate", "_revinclude", "_revinclude:iterate":
 		return true, r.include(name, v)
 	default:
+		join := name == "_has" || strings.HasPrefix(name, "_has:") || strings.Contains(name, ".")
+		if join && r.Type == "" {
+			return true, fault.New(fault.Invalid, "", "%s: chaining and _has need a search on one type", name)
+		}
 		if name == "_has" || strings.HasPrefix(name, "_has:") {
 			return true, r.has(name, v)
 		}
 		if strings.Contains(name, ".") {
 			return true, r.chain(name, v)
 		}
-		if strings.HasPrefix(name, "_") && r.reg.Lookup(r.Type, strings.SplitN(name, ":", 2)[0]) == nil {
+		// Parameters starting with _ are Resource-level: any type tells.
+		if strings.HasPrefix(name, "_") && r.reg.Lookup(r.types()[0], strings.SplitN(name, ":", 2)[0]) == nil {
 			return true, fault.New(fault.Invalid, "", "the search result parameter %s is not supported", name)
 		}
 		return false, nil
 	}
 	return true, nil
+}
+
+// types lists the searched types.
+func (r *Request) types() []string {
+	if r.Type != "" {
+		return []string{r.Type}
+	}
+	return r.Types
 }
 
 // ParseCriteria parses the criteria of a conditional interaction: search
@@ -188,6 +218,29 @@ func ParseCriteria(reg *fhir.Registry, typ, query string) (*Request, error) {
 		return nil, fault.New(fault.Invalid, "", "conditional criteria must be search parameters, at least one")
 	}
 	return r, nil
+}
+
+// compileAll compiles a parameter occurrence for each of types: it must
+// give the same condition for each (the index entries are keyed by the
+// code, so the same condition means the same search), else it is a 400
+// naming the parameter.
+func (r *Request) compileAll(types []string, name, value string) (store.Cond, error) {
+	var first store.Cond
+	for i, typ := range types {
+		c, err := r.compile(typ, name, value)
+		if err != nil && len(types) > 1 {
+			return store.Cond{}, fault.New(fault.Invalid, "", "%s is not a search parameter of every type searched: %s", name, fault.As(err).Issues[0].Diagnostics)
+		}
+		if err != nil {
+			return store.Cond{}, err
+		}
+		if i == 0 {
+			first = c
+		} else if !reflect.DeepEqual(c, first) {
+			return store.Cond{}, fault.New(fault.Invalid, "", "%s means different things for %s and %s; search them separately", name, types[0], typ)
+		}
+	}
+	return first, nil
 }
 
 // compile turns one parameter occurrence (values OR-ed by commas) into a
@@ -301,6 +354,19 @@ func tokenCond(p *fhir.SearchParam, modifier string, alts []string) (store.Cond,
 			prefixes = append(prefixes, p.Code+":"+normalize(unescape(alt)))
 		}
 		return store.Cond{Field: "txt", Prefix: prefixes}, nil
+	case "of-type":
+		if !p.Identifiers {
+			return store.Cond{}, fault.New(fault.Invalid, "", "%s:of-type: %s is not a parameter on Identifier", p.Code, p.Code)
+		}
+		var keys []string
+		for _, alt := range alts {
+			parts := splitUnescaped(alt, '|')
+			if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+				return store.Cond{}, fault.New(fault.Invalid, "", "%s:of-type value %q is not system|code|value (the type's coding, then the identifier's value)", p.Code, alt)
+			}
+			keys = append(keys, ofTypeKey(p.Code, unescape(parts[0]), unescape(parts[1]), unescape(parts[2])))
+		}
+		return store.Cond{Field: "tok", In: keys}, nil
 	}
 	return store.Cond{}, badModifier(p.Code, modifier)
 }

@@ -82,16 +82,19 @@ type Pair struct {
 // Span is the range Lo <= s < Hi, bytewise.
 type Span struct{ Lo, Hi string }
 
-// Query is a compiled search on the current versions of one type.
+// Query is a compiled search on the current versions of one type, or of
+// several (Types, with Type ""; none: nothing matches).
 type Query struct {
 	Type  string
+	Types []string
 	And   []Cond
 	Sort  []Sort
 	After []any // keyset cursor: the sort values of the last row seen
 	Limit int
 }
 
-// Sort is one sort key: "ts", "rid", or a parameter's sort key
+// Sort is one sort key: "ts", "rid", "type" (the last tie-breaker across
+// types: ids are unique per type only), or a parameter's sort key
 // "sa.<code>" (ascending) or "sd.<code>" (descending).
 type Sort struct {
 	Field string
@@ -112,7 +115,7 @@ func SortField(code string, desc bool) (string, bool) {
 
 // check refuses a sort field that SortField did not make.
 func (s Sort) check() error {
-	if s.Field == "rid" || s.Field == "ts" {
+	if s.Field == "rid" || s.Field == "ts" || s.Field == "type" {
 		return nil
 	}
 	prefix, code, _ := strings.Cut(s.Field, ".")
@@ -202,7 +205,11 @@ func (c Cond) filter() (bson.D, error) {
 }
 
 func (q *Query) filter() (bson.D, error) {
-	f := bson.D{{Key: "type", Value: q.Type}, {Key: "deleted", Value: bson.D{{Key: "$ne", Value: true}}}}
+	var typ any = q.Type
+	if q.Type == "" {
+		typ = bson.D{{Key: "$in", Value: append([]string{}, q.Types...)}} // never a null $in
+	}
+	f := bson.D{{Key: "type", Value: typ}, {Key: "deleted", Value: bson.D{{Key: "$ne", Value: true}}}}
 	var and bson.A
 	for _, c := range q.And {
 		cf, err := c.filter()

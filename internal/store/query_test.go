@@ -234,3 +234,59 @@ func page(t *testing.T, s *store.Store, sort []store.Sort, after []any, limit in
 	}
 	return ids
 }
+
+// A query over several types filters by them and pages through ids that
+// repeat across types with type as the last tie-breaker: every row once.
+func TestSearchSeveralTypes(t *testing.T) {
+	s, _ := storetest.Open(t, nil)
+	ctx := context.Background()
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, typ := range []string{"Patient", "Observation", "Encounter"} {
+		for _, id := range []string{"a", "b"} {
+			r := &store.Record{Type: typ, ID: id, VersionID: 1, LastUpdated: ts, Method: "PUT", Raw: "{}"}
+			if err := s.Commit(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		types []string
+		sort  []store.Sort
+		want  []string
+	}{
+		{"by id", []string{"Patient", "Observation"}, []store.Sort{{Field: "rid"}, {Field: "type"}},
+			[]string{"Observation/a", "Patient/a", "Observation/b", "Patient/b"}},
+		{"by lastUpdated descending", []string{"Patient", "Observation"}, []store.Sort{{Field: "ts", Desc: true}, {Field: "rid"}, {Field: "type"}},
+			[]string{"Observation/a", "Patient/a", "Observation/b", "Patient/b"}},
+		{"no types", []string{}, []store.Sort{{Field: "rid"}, {Field: "type"}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := &store.Query{Types: tc.types, Sort: tc.sort, Limit: 1}
+			var got []string
+			for {
+				recs, more, err := s.Search(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range recs {
+					got = append(got, r.Type+"/"+r.ID)
+				}
+				if !more {
+					break
+				}
+				last := recs[len(recs)-1]
+				q.After = nil
+				for _, k := range q.Sort {
+					q.After = append(q.After, map[string]any{"ts": last.LastUpdated, "rid": last.ID, "type": last.Type}[k.Field])
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			if n, err := s.Count(ctx, q); err != nil || n != int64(len(tc.want)) {
+				t.Errorf("Count = %d, %v; want %d", n, err, len(tc.want))
+			}
+		})
+	}
+}

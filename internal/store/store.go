@@ -155,6 +155,11 @@ var indexes = map[string][]IndexSpec{
 		{Name: "type_nrg", Keys: bson.D{{Key: "type", Value: 1}, {Key: "nrg", Value: 1}}},
 		{Name: "type_rid", Keys: bson.D{{Key: "type", Value: 1}, {Key: "rid", Value: 1}}},
 		{Name: "type_ts_rid", Keys: bson.D{{Key: "type", Value: 1}, {Key: "ts", Value: 1}, {Key: "rid", Value: 1}}},
+		// The sorts of a search over several types (type $in, sorted by rid
+		// or ts first, type last): scanned in order, the type filtered on
+		// the index key.
+		{Name: "rid_type", Keys: bson.D{{Key: "rid", Value: 1}, {Key: "type", Value: 1}}},
+		{Name: "ts_rid_type", Keys: bson.D{{Key: "ts", Value: 1}, {Key: "rid", Value: 1}, {Key: "type", Value: 1}}},
 	},
 	"history": {
 		{Name: "seq", Keys: bson.D{{Key: "seq", Value: 1}}, Unique: true},

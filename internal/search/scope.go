@@ -1,0 +1,76 @@
+package search
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/store"
+)
+
+// ParseSystem parses a system-level search (GET /fhir?_type=A,B&...): on
+// the types of _type, on every type without it. A search parameter must
+// mean the same for every type searched, so without _type only the
+// Resource-level ones (_id, _lastUpdated, _tag, ...) are accepted.
+func ParseSystem(reg *fhir.Registry, q url.Values, lenient bool) (*Request, error) {
+	types := fhir.ResourceTypes()
+	if vs, ok := q["_type"]; ok {
+		if len(vs) != 1 {
+			return nil, fault.New(fault.Invalid, "", "_type is given %d times; list the types once, separated by commas", len(vs))
+		}
+		types = nil
+		for _, t := range strings.Split(vs[0], ",") {
+			if !fhir.IsResourceType(t) {
+				return nil, fault.New(fault.Invalid, "", "_type: %q is not a resource type", t)
+			}
+			if !slices.Contains(types, t) {
+				types = append(types, t)
+			}
+		}
+		slices.Sort(types)
+		q = cloneWithout(q, "_type")
+	}
+	return parse(reg, types, q, lenient)
+}
+
+func cloneWithout(q url.Values, drop string) url.Values {
+	out := make(url.Values, len(q))
+	for k, v := range q {
+		if k != drop {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// InCompartment restricts r, a search on one type, to the compartment of
+// the resource comp/id (Patient/1): the resources whose compartment
+// parameters (fhir.CompartmentParams) refer to it, and that resource itself
+// when r searches its type. A type outside the compartment is a 400, as
+// in HAPI. Call it after Parse and before the cursor is checked or made:
+// it binds the compartment into r.Canonical.
+func (r *Request) InCompartment(comp, id string) error {
+	var or []store.Cond
+	if r.Type == comp {
+		or = append(or, store.Cond{Field: "rid", In: []string{id}})
+	}
+	var refs []string
+	for _, code := range fhir.CompartmentParams(comp, r.Type) {
+		refs = append(refs, code+":"+comp+"/"+id)
+	}
+	if len(refs) > 0 {
+		or = append(or, store.Cond{Field: "ref", In: refs})
+	}
+	switch len(or) {
+	case 0:
+		return fault.New(fault.Invalid, "", "%s resources are not in the %s compartment", r.Type, comp)
+	case 1:
+		r.Conds = append(r.Conds, or[0])
+	default:
+		r.Conds = append(r.Conds, store.Cond{Or: or})
+	}
+	r.Canonical = comp + "/" + id + "/" + r.Canonical
+	return nil
+}
