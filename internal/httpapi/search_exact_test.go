@@ -148,6 +148,11 @@ func exampleCases(before string) []exactCase {
 		// \| makes the pipe part of the code: no identifier value has one.
 		{query: "Patient?identifier=urn:oid:0.1.2.3.4.5.6.7%5C|123457"},
 		{query: "Patient?identifier:text=bsn", matches: all("f201")}, // Identifier.type.text "BSN"
+		// :of-type: the identifier's type coding and its value, on one identifier.
+		{query: "Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|12345", matches: all("example", "xcda")},
+		{query: "Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|123456", matches: all("glossy", "pat2")},
+		{query: "Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|SS|444222222", matches: all("genetics-example1", "mom")},
+		{query: "Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|444222222"}, // the 444222222 are SS
 		// token on CodeableConcept.
 		{query: "Observation?code=http://loinc.org|85354-9", matches: all("blood-pressure", "blood-pressure-cancel", "blood-pressure-dar")},
 		{query: "Observation?code=8310-5", matches: all("body-temperature", "f202")},
