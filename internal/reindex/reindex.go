@@ -36,6 +36,10 @@ type Options struct {
 	Lease  time.Duration // how long a claimed job stays held without progress (30 s)
 	Settle time.Duration // the longest a write may take after its instance refreshed (1 min)
 	Batch  int           // resources per batch (200)
+	// Rescan is how often the SearchParameters are read even though no
+	// new job says one changed (1 min): a writer may die between its
+	// commit and its job.
+	Rescan time.Duration
 }
 
 // Jobs refreshes a registry from the store and runs reindex jobs.
@@ -51,6 +55,8 @@ type Jobs struct {
 	mu       sync.Mutex
 	versions map[string]int64      // SearchParameter id -> the version last read
 	jobs     map[string]*store.Job // by id, as last read or written here
+	scanned  time.Time             // when the SearchParameters were last read
+	scanJobs int                   // how many jobs there were then
 }
 
 // New returns the runner of st's jobs for reg.
@@ -66,6 +72,9 @@ func New(st *store.Store, reg *fhir.Registry, m *metrics.Metrics, log *slog.Logg
 	}
 	if o.Batch == 0 {
 		o.Batch = 200
+	}
+	if o.Rescan == 0 {
+		o.Rescan = time.Minute
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -111,10 +120,22 @@ func (j *Jobs) Step(ctx context.Context) error {
 // Refresh loads the SearchParameters changed since the last refresh into
 // the registry, makes sure each active version has its job, and reads the
 // jobs.
+//
+// Every write that changes what a SearchParameter defines creates a job,
+// so the SearchParameters are only read when the number of jobs changed,
+// or every Rescan: reading them is a collection scan on the embedded store.
 func (j *Jobs) Refresh(ctx context.Context) error {
+	now := j.now()
 	jobs, err := j.Current(ctx)
 	if err != nil {
 		return err
+	}
+	j.mu.Lock()
+	fresh := !j.scanned.IsZero() && len(jobs) == j.scanJobs && now.Before(j.scanned.Add(j.o.Rescan))
+	j.mu.Unlock()
+	if fresh {
+		j.report()
+		return nil
 	}
 	known := map[string]bool{}
 	for _, job := range jobs {
@@ -150,6 +171,13 @@ func (j *Jobs) Refresh(ctx context.Context) error {
 			delete(j.versions, id)
 		}
 	}
+	j.mu.Unlock()
+	// Jobs this refresh created count as seen: the next one need not scan.
+	if jobs, err = j.Current(ctx); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.scanned, j.scanJobs = now, len(jobs)
 	j.mu.Unlock()
 	j.report()
 	return nil

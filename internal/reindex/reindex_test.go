@@ -191,3 +191,47 @@ func storedJob(t *testing.T, st *store.Store, param string) store.Job {
 	t.Fatalf("no job for SearchParameter/%s in %+v", param, jobs)
 	return store.Job{}
 }
+
+// Refresh reads the SearchParameters (a collection scan on the embedded
+// store) only when a new job says one changed, or every Rescan.
+func TestRefreshScansOnlyWhenJobsChange(t *testing.T) {
+	counter := &metrics.CommandCounter{}
+	st, _ := storetest.Open(t, counter.Monitor())
+	ctx := context.Background()
+	reg := fhir.NewRegistry()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	j := New(st, reg, metrics.New(prometheus.NewRegistry()), slog.New(slog.NewJSONHandler(io.Discard, nil)), Options{Rescan: time.Minute})
+	j.now = func() time.Time { return now }
+	finds := func() int {
+		t.Helper()
+		if err := j.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return counter.Take()["find"]
+	}
+	if got := finds(); got <= 1 {
+		t.Errorf("first refresh: %d finds, want the SearchParameters read too", got)
+	}
+	if got := finds(); got != 1 {
+		t.Errorf("refresh without changes: %d finds, want 1 (the jobs)", got)
+	}
+	// Another instance defines a parameter: its write creates a job.
+	other := resource.New(st, fhir.NewRegistry(), time.Now)
+	if _, err := other.Create(ctx, parse(t, eyeParam)); err != nil {
+		t.Fatal(err)
+	}
+	counter.Take()
+	if got := finds(); got <= 1 {
+		t.Errorf("refresh after a new job: %d finds, want the SearchParameters read too", got)
+	}
+	if reg.Lookup("Patient", "eye-colour") == nil {
+		t.Error("the new parameter was not loaded")
+	}
+	if got := finds(); got != 1 {
+		t.Errorf("refresh without changes: %d finds, want 1", got)
+	}
+	now = now.Add(time.Minute)
+	if got := finds(); got <= 1 {
+		t.Errorf("refresh after Rescan: %d finds, want the SearchParameters read too", got)
+	}
+}
