@@ -11,16 +11,29 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestOfficialExamplesRoundTrip stores every official R4 example under its
-// own id and reads it back: semantically identical, every number lexeme
+// TestOfficialExamples loads the official R4 examples once for two
+// checks: the round trip of each example, then the exact answers of the
+// search acceptance cases over them (search_exact_test.go).
+func TestOfficialExamples(t *testing.T) {
+	e := newEnv(t)
+	before := time.Now().UTC().Add(-time.Second).Format(time.RFC3339)
+	roundTripExamples(t, e)
+	if rejected := loadExamples(e, exactExtra); len(rejected) > 0 {
+		t.Fatalf("extra examples rejected: %v", rejected)
+	}
+	runExact(t, e, exampleCases(before))
+}
+
+// roundTripExamples stores every official R4 example under its own id and
+// reads it back: semantically identical, every number lexeme
 // byte-identical, meta set by the server. Examples the server rejects must
 // be rejected with a 4xx OperationOutcome naming the element.
-func TestOfficialExamplesRoundTrip(t *testing.T) {
-	e := newEnv(t)
+func roundTripExamples(t *testing.T, e *env) {
 	type tally struct{ stored, rejected int }
 	byType := map[string]*tally{}
 	var rejected []string
