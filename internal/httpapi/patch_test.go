@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -136,5 +137,45 @@ func TestCapabilityStatementListsPatch(t *testing.T) {
 	}
 	if doc := rest["documentation"].(string); !strings.Contains(doc, "FHIRPath Patch") || !strings.Contains(doc, "json-patch+json") {
 		t.Errorf("the documentation does not say what PATCH supports: %s", doc)
+	}
+}
+
+// TestConcurrentPatchesLoseNothing sends patches that each append an
+// identifier to one resource from two service instances at once: a patch
+// that loses the race to another writer is applied again to the new
+// version, so every identifier is in the final version.
+func TestConcurrentPatchesLoseNothing(t *testing.T) {
+	e := newEnv(t)
+	other, _ := e.second()
+	id := e.create("Patient", `{"resourceType":"Patient","identifier":[{"value":"0"}]}`)
+	const n = 30
+	var wg sync.WaitGroup
+	for i := 1; i <= n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			base := e.srv.URL
+			if i%2 == 1 {
+				base = other.URL
+			}
+			body := fmt.Sprintf(`[{"op":"add","path":"/identifier/-","value":{"value":"%d"}}]`, i)
+			if r := do(t, base, "PATCH", "/fhir/Patient/"+id, body, "Content-Type", jsonPatchType); r.status != http.StatusOK {
+				t.Errorf("patch %d: %d %s", i, r.status, r.body)
+			}
+		}(i)
+	}
+	wg.Wait()
+	r := e.get("/fhir/Patient/" + id)
+	if r.header.Get("ETag") != fmt.Sprintf(`W/"%d"`, n+1) {
+		t.Errorf("current ETag %s, want version %d", r.header.Get("ETag"), n+1)
+	}
+	got := map[string]bool{}
+	for _, ident := range r.json(t)["identifier"].([]any) {
+		got[ident.(map[string]any)["value"].(string)] = true
+	}
+	for i := 0; i <= n; i++ {
+		if !got[fmt.Sprint(i)] {
+			t.Errorf("identifier %d was lost", i)
+		}
 	}
 }
