@@ -56,6 +56,13 @@ func levelsOf(rs []route) interactionLevels {
 	return l
 }
 
+// restDocumentation is the CapabilityStatement's rest.documentation: what
+// the interactions serve and leave out.
+const restDocumentation = "JSON only. Search serves token, string, uri, reference, date, number, quantity and composite parameters, _id and _lastUpdated, " +
+	"at type level, at system level (_type) and in the compartments listed (GET /fhir/Patient/1/Observation). " +
+	"PATCH (instance, and conditional with criteria in the URL) takes JSON Patch (application/json-patch+json) or " + fhir.FHIRPathPatchSupport +
+	" See docs/fhir-behaviour.md."
+
 // capabilityStatement describes what the routes table serves, for every
 // resource type the validator knows, with the search parameters of reg.
 func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version string, started time.Time) []byte {
@@ -100,7 +107,7 @@ func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version s
 		"format":      []string{"application/fhir+json", "json"},
 		"rest": []map[string]any{{
 			"mode":          "server",
-			"documentation": "JSON only. Search serves token, string, uri, reference, date, number, quantity and composite parameters, _id and _lastUpdated, at type level, at system level (_type) and in the compartments listed (GET /fhir/Patient/1/Observation); see docs/fhir-behaviour.md.",
+			"documentation": restDocumentation,
 			"resource":      resources,
 			"interaction":   levels.systemLevel,
 			"compartment":   compartments,

@@ -185,7 +185,7 @@ func TestOpenAPIConventions(t *testing.T) {
 		switch key {
 		case "POST /fhir/{type}":
 			want(t, key, in, "If-None-Exist", "header")
-		case "PUT /fhir/{type}", "DELETE /fhir/{type}":
+		case "PUT /fhir/{type}", "DELETE /fhir/{type}", "PATCH /fhir/{type}":
 			want(t, key, in, "identifier", "query")
 		case "GET /fhir/{type}/{id}":
 			want(t, key, in, "If-None-Match", "header")
@@ -193,17 +193,22 @@ func TestOpenAPIConventions(t *testing.T) {
 			if op.Responses.Value("304") == nil {
 				t.Errorf("%s: no 304 response", key)
 			}
-		case "PUT /fhir/{type}/{id}", "DELETE /fhir/{type}/{id}":
+		case "PUT /fhir/{type}/{id}", "DELETE /fhir/{type}/{id}", "PATCH /fhir/{type}/{id}":
 			want(t, key, in, "If-Match", "header")
 		}
 
-		if method == "POST" || method == "PUT" {
-			media := "application/fhir+json"
+		if method == "POST" || method == "PUT" || method == "PATCH" {
+			media := []string{"application/fhir+json"}
 			if strings.HasSuffix(path, "/_search") {
-				media = "application/x-www-form-urlencoded"
+				media = []string{"application/x-www-form-urlencoded"}
 			}
-			if op.RequestBody == nil || op.RequestBody.Value == nil || op.RequestBody.Value.Content.Get(media) == nil {
-				t.Errorf("%s: no %s request body", key, media)
+			if method == "PATCH" {
+				media = append(media, "application/json-patch+json")
+			}
+			for _, m := range media {
+				if op.RequestBody == nil || op.RequestBody.Value == nil || op.RequestBody.Value.Content.Get(m) == nil {
+					t.Errorf("%s: no %s request body", key, m)
+				}
 			}
 			for _, code := range []string{"413", "415"} {
 				if op.Responses.Value(code) == nil {

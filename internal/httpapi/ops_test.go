@@ -45,6 +45,12 @@ func TestStoreCommandsPerInteraction(t *testing.T) {
 		}, map[string]int{"find": 1, "insert": 3, "findAndModify": 1}},
 		{"history-instance", func() *response { return e.get("/fhir/Patient/" + id + "/_history") },
 			map[string]int{"find": 1}},
+		{"patch", func() *response {
+			return e.do("PATCH", "/fhir/Patient/"+id, `[{"op":"replace","path":"/active","value":false}]`, "Content-Type", jsonPatchType)
+		}, map[string]int{"find": 2, "findAndModify": 1, "insert": 1, "update": 1}},
+		{"patch, no change", func() *response {
+			return e.do("PATCH", "/fhir/Patient/"+id, `[{"op":"test","path":"/active","value":false}]`, "Content-Type", jsonPatchType)
+		}, map[string]int{"find": 2}},
 		{"delete", func() *response { return e.do("DELETE", "/fhir/Patient/"+id, "") },
 			map[string]int{"find": 1, "findAndModify": 1, "insert": 1, "update": 1}},
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/patch"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -170,6 +171,55 @@ func (a *api) conditionalUpdate(c *gin.Context) error {
 	return a.written(c, out)
 }
 
+// patchBody reads the body as a patch in the format of its Content-Type.
+func (a *api) patchBody(c *gin.Context) (fhir.Patch, error) {
+	b, err := a.body(c)
+	if err != nil {
+		return nil, err
+	}
+	return patch.Parse(c.GetHeader("Content-Type"), b)
+}
+
+func (a *api) patchInstance(c *gin.Context) error {
+	typ, id, err := target(c)
+	if err != nil {
+		return err
+	}
+	ifMatch, err := parseIfMatch(c)
+	if err != nil {
+		return err
+	}
+	p, err := a.patchBody(c)
+	if err != nil {
+		return err
+	}
+	out, err := a.Resources.Patch(c.Request.Context(), typ, id, p, ifMatch)
+	if err != nil {
+		return err
+	}
+	return a.written(c, out)
+}
+
+func (a *api) conditionalPatch(c *gin.Context) error {
+	_, crit, err := a.criteria(c)
+	if err != nil {
+		return err
+	}
+	ifMatch, err := parseIfMatch(c)
+	if err != nil {
+		return err
+	}
+	p, err := a.patchBody(c)
+	if err != nil {
+		return err
+	}
+	out, err := a.Resources.ConditionalPatch(c.Request.Context(), p, crit, ifMatch)
+	if err != nil {
+		return err
+	}
+	return a.written(c, out)
+}
+
 func (a *api) delete(c *gin.Context) error {
 	typ, id, err := target(c)
 	if err != nil {
@@ -206,7 +256,7 @@ func (a *api) deleted(c *gin.Context, out *resource.Outcome) error {
 	return nil
 }
 
-// criteria parses the query of a conditional update or delete.
+// criteria parses the query of a conditional update, patch or delete.
 func (a *api) criteria(c *gin.Context) (string, *search.Request, error) {
 	typ, err := resourceType(c)
 	if err != nil {

@@ -394,7 +394,7 @@ func TestErrors(t *testing.T) {
 		{"unknown id", "GET", "/fhir/Patient/nope", "", nil, 404, ""},
 		{"invalid id", "GET", "/fhir/Patient/a_b", "", nil, 400, ""},
 		{"unknown version", "GET", "/fhir/Patient/" + id + "/_history/9", "", nil, 404, ""},
-		{"method not allowed", "PATCH", "/fhir/metadata", "", nil, 405, ""},
+		{"method not allowed", "PATCH", "/fhir/Patient/" + id + "/_history", "", nil, 405, ""},
 		{"url and body ids differ", "PUT", "/fhir/Patient/" + id, `{"resourceType":"Patient","id":"other"}`, nil, 400, "Patient.id"},
 		{"update without id", "PUT", "/fhir/Patient/" + id, `{"resourceType":"Patient"}`, nil, 400, "Patient.id"},
 		{"xml accept", "GET", "/fhir/Patient/" + id, "", []string{"Accept", "application/fhir+xml"}, 406, ""},

@@ -59,10 +59,12 @@ var routes = []route{
 	{"POST", "/fhir/:type", "create", "type", (*api).create},
 	{"PUT", "/fhir/:type", "update", "", (*api).conditionalUpdate},
 	{"DELETE", "/fhir/:type", "delete", "", (*api).conditionalDelete},
+	{"PATCH", "/fhir/:type", "patch", "", (*api).conditionalPatch},
 	{"GET", "/fhir/:type/_history", "history-type", "type", (*api).historyType},
 	{"GET", "/fhir/:type/:id", "read", "type", (*api).read},
 	{"PUT", "/fhir/:type/:id", "update", "type", (*api).update},
 	{"DELETE", "/fhir/:type/:id", "delete", "type", (*api).delete},
+	{"PATCH", "/fhir/:type/:id", "patch", "type", (*api).patchInstance},
 	{"GET", "/fhir/:type/:id/_history", "history-instance", "type", (*api).historyInstance},
 	// Compartment search: :ctype resources in the compartment of :type/:id.
 	{"GET", "/fhir/:type/:id/:ctype", "search-type", "", (*api).searchType},

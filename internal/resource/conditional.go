@@ -110,6 +110,22 @@ func (s *Service) ConditionalUpdate(ctx context.Context, res *fhir.Resource, c *
 	return nil, fault.New(fault.PreconditionFailed, "", "the criteria match more than one %s", c.Type)
 }
 
+// ConditionalPatch patches the one resource matching c; none is 404 and
+// several 412 (a patch needs exactly one resource to apply to).
+func (s *Service) ConditionalPatch(ctx context.Context, p fhir.Patch, c *search.Request, ifMatch *int64) (*Outcome, error) {
+	m, err := s.Match(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	switch len(m) {
+	case 0:
+		return nil, fault.New(fault.NotFound, "", "no %s matches the criteria", c.Type)
+	case 1:
+		return s.Patch(ctx, c.Type, m[0].ID, p, ifMatch)
+	}
+	return nil, fault.New(fault.PreconditionFailed, "", "the criteria match more than one %s", c.Type)
+}
+
 // ConditionalDelete deletes the one resource matching c; none is a no-op,
 // several is 412 (the server does not delete many at once).
 func (s *Service) ConditionalDelete(ctx context.Context, c *search.Request) (*Outcome, error) {

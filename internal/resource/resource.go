@@ -101,6 +101,37 @@ func (s *Service) Update(ctx context.Context, typ, id string, res *fhir.Resource
 	return s.put(ctx, typ, id, res, "PUT", ifMatch)
 }
 
+// Patch applies p to the current version of typ/id and stores the result
+// through the update path (If-Match, versioning, no-op detection as for
+// PUT; the version's method is PATCH). A missing resource is 404, a deleted
+// one 410: a patch needs something to apply to. When another writer changes
+// the resource between the read and the write, the patch is applied again
+// to the new version, unless the client named the version with If-Match.
+func (s *Service) Patch(ctx context.Context, typ, id string, p fhir.Patch, ifMatch *int64) (*Outcome, error) {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		cur, err := s.Read(ctx, typ, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkIfMatch(typ, id, cur, ifMatch); err != nil {
+			return nil, err
+		}
+		res, err := fhir.ApplyPatch([]byte(cur.Raw), p)
+		if err != nil {
+			return nil, err
+		}
+		out, err := s.put(ctx, typ, id, res, "PATCH", &cur.VersionID)
+		if ifMatch == nil && fault.Is(err, fault.PreconditionFailed) {
+			if err := backoff(ctx, attempt); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return out, err
+	}
+	return nil, fault.New(fault.Conflict, "", "%s/%s is being changed by too many writers; try again", typ, id)
+}
+
 // Delete writes a tombstone. Deleting a missing or deleted resource is a
 // successful no-op.
 func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch *int64) (*Outcome, error) {

@@ -41,7 +41,7 @@ type Record struct {
 	LastUpdated time.Time `bson:"ts"`
 	Seq         int64     `bson:"seq"`
 	Deleted     bool      `bson:"deleted,omitempty"`
-	Method      string    `bson:"method"` // POST, PUT or DELETE: the interaction that made it
+	Method      string    `bson:"method"` // POST, PUT, PATCH or DELETE: the interaction that made it
 	Raw         string    `bson:"raw,omitempty"`
 	// Index is what search matches; it is kept with the current version
 	// only, not in history.
