@@ -136,7 +136,8 @@ func (a *api) validate(c *gin.Context, typ, id string) error {
 	if err != nil {
 		return err
 	}
-	if !json.Valid(body) {
+	empty := len(bytes.TrimSpace(body)) == 0 // mode=delete needs no resource
+	if !empty && !json.Valid(body) {
 		return fault.New(fault.Invalid, "", "the body is not JSON")
 	}
 	params := url.Values{}
@@ -149,7 +150,10 @@ func (a *api) validate(c *gin.Context, typ, id string) error {
 			return fault.New(fault.Invalid, k, "$validate does not support the parameter %q (it takes mode and profile)", k)
 		}
 	}
-	res := json.RawMessage(body)
+	var res json.RawMessage
+	if !empty {
+		res = body
+	}
 	// A Parameters body carries the resource and the parameters, unless
 	// a Parameters resource is what is validated.
 	if typ != "Parameters" && resourceTypeOf(body) == "Parameters" {

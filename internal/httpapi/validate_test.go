@@ -113,6 +113,14 @@ func TestValidate(t *testing.T) {
 		})
 	}
 
+	// mode=delete needs no body.
+	if r := e.do("POST", "/fhir/Patient/"+existing+"/$validate?mode=delete", "", "Content-Type", "application/fhir+json"); r.status != http.StatusOK {
+		t.Errorf("mode=delete without a body: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/fhir/Patient/$validate", "", "Content-Type", "application/fhir+json"); r.status != http.StatusBadRequest {
+		t.Errorf("no body to validate: %d %s", r.status, r.body)
+	}
+
 	if after := history(); after != before {
 		t.Errorf("$validate wrote: %d history entries before, %d after", before, after)
 	}
