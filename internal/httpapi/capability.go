@@ -33,17 +33,60 @@ type capResource struct {
 	ConditionalRead   string           `json:"conditionalRead"`
 	ConditionalUpdate bool             `json:"conditionalUpdate"`
 	ConditionalDelete string           `json:"conditionalDelete"`
+	Operation         []capOperation   `json:"operation,omitempty"`
 }
 
-// interactionLevels are the interactions of the routes table by the level
-// the CapabilityStatement lists them at.
-type interactionLevels struct{ typeLevel, systemLevel []code }
+type capOperation struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition"`
+}
 
+// opDef is what the CapabilityStatement says of an operation route
+// ($name in its path): its OperationDefinition and, at type or instance
+// level, the types that have it (none: every type).
+type opDef struct {
+	definition string
+	types      []string
+}
+
+var operationDefs = map[string]opDef{
+	"everything": {"http://hl7.org/fhir/OperationDefinition/Patient-everything", []string{"Patient"}},
+	"validate":   {"http://hl7.org/fhir/OperationDefinition/Resource-validate", nil},
+}
+
+// operationName is the $name segment of an operation route's path.
+func operationName(path string) string {
+	i := strings.LastIndex(path, "/$")
+	if i < 0 {
+		return ""
+	}
+	return strings.SplitN(path[i+2:], "/", 2)[0]
+}
+
+// interactionLevels are the interactions and operations of the routes
+// table by the level the CapabilityStatement lists them at.
+type interactionLevels struct {
+	typeLevel, systemLevel []code
+	// typeOps are the operations of each resource type, systemOps those
+	// of the system.
+	typeOps   map[string][]capOperation
+	systemOps []capOperation
+}
+
+// levelsOf sorts the routes with a level into interactions and operations;
+// an operation route must have an entry in operationDefs.
 func levelsOf(rs []route) interactionLevels {
-	var l interactionLevels
+	l := interactionLevels{typeOps: map[string][]capOperation{}}
 	seen := map[string]bool{}
 	for _, rt := range rs {
-		if rt.level == "" || seen[rt.interaction] {
+		if rt.level == "" {
+			continue
+		}
+		if rt.interaction == "operation" {
+			l.addOperation(rt, seen)
+			continue
+		}
+		if seen[rt.interaction] {
 			continue
 		}
 		seen[rt.interaction] = true
@@ -62,6 +105,30 @@ const restDocumentation = "JSON only. Search serves token, string, uri, referenc
 	"at type level, at system level (_type) and in the compartments listed (GET /fhir/Patient/1/Observation). " +
 	"PATCH (instance, and conditional with criteria in the URL) takes JSON Patch (application/json-patch+json) or " + fhir.FHIRPathPatchSupport +
 	" See docs/fhir-behaviour.md."
+
+func (l *interactionLevels) addOperation(rt route, seen map[string]bool) {
+	name := operationName(rt.path)
+	def, ok := operationDefs[name]
+	if !ok {
+		panic("httpapi: operation route " + rt.path + " has no entry in operationDefs") // a routes table defect
+	}
+	if seen[rt.level+" $"+name] {
+		return // its other levels or methods
+	}
+	seen[rt.level+" $"+name] = true
+	op := capOperation{Name: name, Definition: def.definition}
+	if rt.level == "system" {
+		l.systemOps = append(l.systemOps, op)
+		return
+	}
+	types := def.types
+	if types == nil {
+		types = fhir.ResourceTypes()
+	}
+	for _, t := range types {
+		l.typeOps[t] = append(l.typeOps[t], op)
+	}
+}
 
 // capabilityStatement describes what the routes table serves, for every
 // resource type the validator knows, with the search parameters of reg.
@@ -86,6 +153,7 @@ func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version s
 			Versioning: "versioned-update", ReadHistory: true, UpdateCreate: true,
 			ConditionalCreate: true, ConditionalRead: "full-support",
 			ConditionalUpdate: true, ConditionalDelete: "single",
+			Operation: levels.typeOps[t],
 		})
 	}
 	var compartments []string
@@ -112,6 +180,9 @@ func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version s
 			"interaction":   levels.systemLevel,
 			"compartment":   compartments,
 		}},
+	}
+	if len(levels.systemOps) > 0 {
+		cs["rest"].([]map[string]any)[0]["operation"] = levels.systemOps
 	}
 	b, _ := json.Marshal(cs)
 	return b

@@ -51,6 +51,13 @@ func TestStoreCommandsPerInteraction(t *testing.T) {
 		{"patch, no change", func() *response {
 			return e.do("PATCH", "/fhir/Patient/"+id, `[{"op":"test","path":"/active","value":false}]`, "Content-Type", jsonPatchType)
 		}, map[string]int{"find": 2}},
+		// The patient (404/410), then one query over every compartment
+		// type; its references to non-compartment types would add one
+		// find per type (this patient has none).
+		{"Patient $everything", func() *response { return e.get("/fhir/Patient/" + id + "/$everything") },
+			map[string]int{"find": 2}},
+		{"$validate", func() *response { return e.do("POST", "/fhir/Patient/$validate", fmt.Sprintf(patient, "cmd3")) },
+			map[string]int{}},
 		{"delete", func() *response { return e.do("DELETE", "/fhir/Patient/"+id, "") },
 			map[string]int{"find": 1, "findAndModify": 1, "insert": 1, "update": 1}},
 	}

@@ -49,6 +49,12 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 	if err != nil {
 		return err
 	}
+	return a.searchset(c, params, req, self)
+}
+
+// searchset runs a parsed search and answers with the page the cursor
+// names: a searchset Bundle whose links (on self) page through it.
+func (a *api) searchset(c *gin.Context, params url.Values, req *search.Request, self string) error {
 	if err := search.Resolve(c.Request.Context(), a.Resources, req); err != nil {
 		return err
 	}

@@ -66,6 +66,12 @@ var routes = []route{
 	{"DELETE", "/fhir/:type/:id", "delete", "type", (*api).delete},
 	{"PATCH", "/fhir/:type/:id", "patch", "type", (*api).patchInstance},
 	{"GET", "/fhir/:type/:id/_history", "history-instance", "type", (*api).historyInstance},
+	// Operations ($name segments, static beside :id and :ctype; see
+	// operationDefs for what the CapabilityStatement says of them).
+	{"POST", "/fhir/:type/$validate", "operation", "type", (*api).validateType},
+	{"POST", "/fhir/:type/:id/$validate", "operation", "type", (*api).validateInstance},
+	{"GET", "/fhir/:type/:id/$everything", "operation", "type", (*api).everything},
+	{"POST", "/fhir/:type/:id/$everything", "operation", "type", (*api).everythingPost},
 	// Compartment search: :ctype resources in the compartment of :type/:id.
 	{"GET", "/fhir/:type/:id/:ctype", "search-type", "", (*api).searchType},
 	{"POST", "/fhir/:type/:id/:ctype/_search", "search-type", "", (*api).searchPost},

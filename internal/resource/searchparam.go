@@ -12,6 +12,10 @@ import (
 // before it is stored, registered once it is, and a reindex job brings the
 // existing resources of its bases up to date (package reindex runs it).
 
+// Check applies the rules a write checks beyond the parser's, without
+// writing ($validate).
+func (s *Service) Check(res *fhir.Resource) error { return s.checkSearchParameter(res) }
+
 // checkSearchParameter rejects an active SearchParameter the registry
 // cannot serve; res nil (a delete) and other types pass.
 func (s *Service) checkSearchParameter(res *fhir.Resource) error {

@@ -175,7 +175,46 @@ func TestEveryQueryShapeIsIndexed(t *testing.T) {
 			t.Errorf("system search _sort=%s sorts by %s, which no index serves", s, keyNames(keys))
 		}
 	}
+	checkEverythingIndexed(t, indexed, crossSorted)
 	t.Logf("%d condition shapes checked against %d indexed fields", shapes, len(indexed))
+}
+
+// checkEverythingIndexed checks the query of Patient/1/$everything: an $or
+// with one branch per compartment type, each {type: T} AND conditions on
+// indexed fields, so each branch is served by {type, field} (on MongoDB
+// each $or branch is planned on its own); _since is a {type, ts} range;
+// the sort is the cross-type one.
+func checkEverythingIndexed(t *testing.T, indexed, crossSorted map[string]bool) {
+	t.Helper()
+	r, err := Everything(builtins, "1", url.Values{"_since": {"2020-01-01T00:00:00Z"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var branches []store.Cond
+	for _, c := range r.Conds {
+		if c.Or == nil {
+			checkIndexed(t, "$everything", c, indexed)
+			continue
+		}
+		branches = c.Or
+	}
+	if len(branches) != len(r.Types) || len(branches) < 60 {
+		t.Fatalf("$everything has %d branches for %d types, want one per Patient compartment type", len(branches), len(r.Types))
+	}
+	for _, b := range branches {
+		if len(b.And) != 2 || b.And[0].Field != "type" || len(b.And[0].In) != 1 {
+			t.Errorf("$everything branch %+v does not start with {type: T}", b)
+			continue
+		}
+		checkIndexed(t, "$everything "+b.And[0].In[0], b.And[1], indexed)
+	}
+	var keys bson.D
+	for _, k := range r.Sort {
+		keys = append(keys, bson.E{Key: k.Field})
+	}
+	if !crossSorted[keyNames(keys)] {
+		t.Errorf("$everything sorts by %s, which no index serves", keyNames(keys))
+	}
 }
 
 func keyNames(keys bson.D) string {

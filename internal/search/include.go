@@ -237,16 +237,22 @@ func parseRecord(rec *store.Record) (*fhir.Resource, error) {
 }
 
 // Includes returns the resources r's _include and _revinclude directives
-// add to a page of matches: each once and none of the matches, at most
-// includeCap, with a warning issue when the cap cut some. Directives are
-// applied to the matches; :iterate ones once more to what that included.
+// (and, for $everything, its Referenced types) add to a page of matches:
+// each once and none of the matches, at most includeCap, with a warning
+// issue when the cap cut some. Directives are applied to the matches;
+// :iterate ones once more to what that included.
 func Includes(ctx context.Context, s Searcher, r *Request, matches []*store.Record) ([]*store.Record, []fault.Issue, error) {
-	if len(r.Includes) == 0 || len(matches) == 0 {
+	if len(r.Includes) == 0 && len(r.Referenced) == 0 || len(matches) == 0 {
 		return nil, nil, nil
 	}
 	in := &includer{ctx: ctx, s: s, seen: map[string]bool{}, left: includeCap}
 	for _, m := range matches {
 		in.seen[store.Key(m.Type, m.ID)] = true
+	}
+	if len(r.Referenced) > 0 {
+		if err := in.referenced(r.reg, r.Referenced, matches); err != nil {
+			return nil, nil, err
+		}
 	}
 	level := matches
 	for round := 0; round < 2 && len(level) > 0 && !in.cut; round++ {
@@ -285,8 +291,7 @@ type includer struct {
 }
 
 func (in *includer) include(inc Include, level []*store.Record) error {
-	want := map[string][]string{} // type → ids
-	queued := map[string]bool{}
+	refs := in.refs()
 	for _, rec := range level {
 		if rec.Type != inc.Source {
 			continue
@@ -296,25 +301,71 @@ func (in *includer) include(inc Include, level []*store.Record) error {
 			return err
 		}
 		for _, v := range res.SearchValues(inc.Param) {
-			if v.RefType == "" || v.RefID == "" || !refersTo(inc.Param, v.RefType) || inc.Target != "" && v.RefType != inc.Target {
-				continue
+			if refersTo(inc.Param, v.RefType) && (inc.Target == "" || v.RefType == inc.Target) {
+				refs.add(v)
 			}
-			k := store.Key(v.RefType, v.RefID)
-			if in.seen[k] || queued[k] {
-				continue
-			}
-			queued[k] = true
-			want[v.RefType] = append(want[v.RefType], v.RefID)
 		}
 	}
-	types := make([]string, 0, len(want))
-	for t := range want {
+	return refs.fetch()
+}
+
+// referenced includes the resources of types that level refers to through
+// any reference parameter of its own types ($everything).
+func (in *includer) referenced(reg *fhir.Registry, types []string, level []*store.Record) error {
+	refs := in.refs()
+	for _, rec := range level {
+		res, err := parseRecord(rec)
+		if err != nil {
+			return err
+		}
+		for _, p := range reg.SearchParams(rec.Type) {
+			if p.Type != "reference" {
+				continue
+			}
+			for _, v := range res.SearchValues(p) {
+				if slices.Contains(types, v.RefType) {
+					refs.add(v)
+				}
+			}
+		}
+	}
+	return refs.fetch()
+}
+
+// refSet collects the resources to include, by type, each once and none
+// seen already.
+type refSet struct {
+	in     *includer
+	want   map[string][]string // type → ids
+	queued map[string]bool
+}
+
+func (in *includer) refs() *refSet {
+	return &refSet{in: in, want: map[string][]string{}, queued: map[string]bool{}}
+}
+
+func (s *refSet) add(v fhir.IndexValue) {
+	if v.RefType == "" || v.RefID == "" {
+		return // contained, or not a resource reference
+	}
+	k := store.Key(v.RefType, v.RefID)
+	if s.in.seen[k] || s.queued[k] {
+		return
+	}
+	s.queued[k] = true
+	s.want[v.RefType] = append(s.want[v.RefType], v.RefID)
+}
+
+// fetch reads what was added, by type in order, in batches.
+func (s *refSet) fetch() error {
+	types := make([]string, 0, len(s.want))
+	for t := range s.want {
 		types = append(types, t)
 	}
 	slices.Sort(types)
 	for _, t := range types {
-		for ids := range slices.Chunk(want[t], inBatch) {
-			if err := in.fetch(t, store.Cond{Field: "rid", In: ids}, false); err != nil {
+		for ids := range slices.Chunk(s.want[t], inBatch) {
+			if err := s.in.fetch(t, store.Cond{Field: "rid", In: ids}, false); err != nil {
 				return err
 			}
 		}

@@ -31,6 +31,9 @@ type Request struct {
 	Canonical string
 	// Includes are the _include and _revinclude directives (see Includes).
 	Includes []Include
+	// Referenced are the types of the resources a page of $everything
+	// includes when its matches refer to them (see Includes).
+	Referenced []string
 	// Joins are the chains and _has criteria; Resolve turns them into Conds.
 	Joins []Join
 	// Subset is what _summary and _elements keep of each resource.

@@ -52,12 +52,26 @@ func cloneWithout(q url.Values, drop string) url.Values {
 // in HAPI. Call it after Parse and before the cursor is checked or made:
 // it binds the compartment into r.Canonical.
 func (r *Request) InCompartment(comp, id string) error {
+	c, ok := compartmentCond(comp, id, r.Type)
+	if !ok {
+		return fault.New(fault.Invalid, "", "%s resources are not in the %s compartment", r.Type, comp)
+	}
+	r.Conds = append(r.Conds, c)
+	r.Canonical = comp + "/" + id + "/" + r.Canonical
+	return nil
+}
+
+// compartmentCond is the condition "a resource of typ in the compartment
+// of comp/id": one of its compartment parameters refers to comp/id, or it
+// is comp/id itself. It reports false when typ has no place in the
+// compartment.
+func compartmentCond(comp, id, typ string) (store.Cond, bool) {
 	var or []store.Cond
-	if r.Type == comp {
+	if typ == comp {
 		or = append(or, store.Cond{Field: "rid", In: []string{id}})
 	}
 	var refs []string
-	for _, code := range fhir.CompartmentParams(comp, r.Type) {
+	for _, code := range fhir.CompartmentParams(comp, typ) {
 		refs = append(refs, code+":"+comp+"/"+id)
 	}
 	if len(refs) > 0 {
@@ -65,12 +79,9 @@ func (r *Request) InCompartment(comp, id string) error {
 	}
 	switch len(or) {
 	case 0:
-		return fault.New(fault.Invalid, "", "%s resources are not in the %s compartment", r.Type, comp)
+		return store.Cond{}, false
 	case 1:
-		r.Conds = append(r.Conds, or[0])
-	default:
-		r.Conds = append(r.Conds, store.Cond{Or: or})
+		return or[0], true
 	}
-	r.Canonical = comp + "/" + id + "/" + r.Canonical
-	return nil
+	return store.Cond{Or: or}, true
 }

@@ -42,12 +42,13 @@ type Index struct {
 	SortDesc map[string]string `bson:"sd,omitempty"`
 }
 
-// IndexFields are the bson names of Index, the only fields a Cond may name
-// besides the resource's own id and lastUpdated.
+// indexFields are the bson names of Index, the only fields a Cond may name
+// besides the resource's own type, id and lastUpdated.
 var indexFields = map[string]bool{
 	"tok": true, "txt": true, "str": true, "strx": true, "ref": true, "uri": true, "has": true, "dlo": true, "dhi": true,
 	"num": true, "nlo": true, "nhi": true, "drg": true, "nrg": true,
 	"rid": true, "ts": true,
+	"type": true, // a per-type branch of a search over several types (Patient/1/$everything)
 }
 
 // Cond is one condition of a search. Exactly one form is set.
