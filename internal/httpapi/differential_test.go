@@ -83,6 +83,7 @@ var knownDifferences = map[string]knownDifference{
 }
 
 func TestDifferentialSearch(t *testing.T) {
+	t.Parallel() // long, on its own database: uses the second CPU while the rest run
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not on PATH: the differential search test needs Node 20+ and `npm ci --prefix internal/httpapi/testdata/differential`")
 	}

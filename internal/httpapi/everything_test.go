@@ -189,6 +189,7 @@ func byIDThenType(keys []string) []string {
 }
 
 func TestPatientEverything(t *testing.T) {
+	t.Parallel() // long, on its own database: uses the second CPU while the rest run
 	e := newEnv(t)
 	loaded, _ := loadSynthea(t, e.srv.URL)
 	var patients []string

@@ -20,6 +20,7 @@ import (
 // checks: the round trip of each example, then the exact answers of the
 // search acceptance cases over them (search_exact_test.go).
 func TestOfficialExamples(t *testing.T) {
+	t.Parallel() // long, on its own database: uses the second CPU while the rest run
 	e := newEnv(t)
 	before := time.Now().UTC().Add(-time.Second).Format(time.RFC3339)
 	roundTripExamples(t, e)

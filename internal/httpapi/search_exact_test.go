@@ -348,6 +348,7 @@ func exampleCases(before string) []exactCase {
 // bundles: 488 resources, every one tagged synthea-5-2019). Patients:
 // Hoeger e4531916-..., Kreiger d78af07c-..., McCullough ca95b2c5-....
 func TestSearchExactSynthea(t *testing.T) {
+	t.Parallel() // long, on its own database: uses the second CPU while the rest run
 	e := newEnv(t)
 	loadSynthea(t, e.srv.URL)
 	const (
