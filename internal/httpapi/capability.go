@@ -43,14 +43,16 @@ func levelsOf(rs []route) interactionLevels {
 	var l interactionLevels
 	seen := map[string]bool{}
 	for _, rt := range rs {
-		if rt.level == "" || seen[rt.interaction] {
-			continue
-		}
-		seen[rt.interaction] = true
-		if rt.level == "system" {
-			l.systemLevel = append(l.systemLevel, code{rt.interaction})
-		} else {
-			l.typeLevel = append(l.typeLevel, code{rt.interaction})
+		for _, in := range strings.Fields(rt.interaction) {
+			if rt.level == "" || seen[in] {
+				continue
+			}
+			seen[in] = true
+			if rt.level == "system" {
+				l.systemLevel = append(l.systemLevel, code{in})
+			} else {
+				l.typeLevel = append(l.typeLevel, code{in})
+			}
 		}
 	}
 	return l
