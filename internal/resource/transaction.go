@@ -176,3 +176,16 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 	}
 	return nil
 }
+
+// Indexer computes the search entries of a stored version with reg, for
+// the store to roll versions read back from history forward
+// (store.Options.Indexer). A version that no longer parses gets none.
+func Indexer(reg *fhir.Registry) func(*store.Record) *store.Index {
+	return func(r *store.Record) *store.Index {
+		res, err := fhir.ParseResource([]byte(r.Raw))
+		if err != nil {
+			return nil
+		}
+		return search.Index(reg, res)
+	}
+}

@@ -166,14 +166,19 @@ func (s *Store) CommitTxn(ctx context.Context, recs []*Record) error {
 	if err := s.commitTxn(ctx, t); err != nil {
 		return err
 	}
-	if err := s.hook(StageCommit); err != nil {
-		// Committed: whatever failed now, recovery rolls it forward.
-		return nil
+	// Committed: whatever fails now, recovery rolls it forward.
+	err = s.hook(StageCommit)
+	if err == nil {
+		if err = s.projectAll(ctx, recs); err == nil {
+			err = s.hook(StageProject)
+		}
 	}
-	if err := s.projectAll(ctx, recs); err != nil || s.hook(StageProject) != nil {
-		return nil // committed; recovery rolls the projection forward
+	if errors.Is(err, ErrSimulatedCrash) {
+		return err
 	}
-	s.forget(ctx, t.ID)
+	if err == nil {
+		s.forget(ctx, t.ID)
+	}
 	return nil
 }
 
@@ -183,7 +188,7 @@ func (s *Store) CommitTxn(ctx context.Context, recs []*Record) error {
 func (s *Store) insertTxnHistory(ctx context.Context, t *txnDoc, recs []*Record, allocated time.Time) (int, error) {
 	done := 0
 	for done < len(recs) {
-		if time.Since(allocated) > GapGrace/2 {
+		if time.Since(allocated) > min(GapGrace, s.txnDeadline)/2 {
 			return done, fault.New(fault.Unavailable, "", "the transaction took too long to write; nothing was stored")
 		}
 		end := min(done+txnBatch, len(recs))
