@@ -34,6 +34,9 @@ type validator struct {
 	// that is not itself contained. (The members, not the *value, so that
 	// the root value need not escape to the heap.)
 	container []member
+	// conditionalRefs accepts conditional references (Type?criteria), which
+	// a transaction resolves before it stores anything.
+	conditionalRefs bool
 }
 
 func newValidator(m *schemaModel) *validator {
@@ -176,7 +179,8 @@ func (v *validator) object(td *typeDef, o *value, isResource bool) {
 		}
 	}
 	if td.name == "Reference" {
-		if r := o.get("reference"); r != nil && r.kind == kString && r.str != "" && !validReference(v.m, r.str) {
+		if r := o.get("reference"); r != nil && r.kind == kString && r.str != "" && !validReference(v.m, r.str) &&
+			!(v.conditionalRefs && isConditional(r.str)) {
 			v.report(fault.Unprocessable, codeValue, "reference", "invalid reference "+strconv.Quote(r.str))
 		}
 	}
@@ -439,6 +443,11 @@ func validCalendarDate(s string) bool {
 		days = 29
 	}
 	return day <= days
+}
+
+func isConditional(s string) bool {
+	_, _, ok := ConditionalReference(s)
+	return ok
 }
 
 // validReference accepts the Reference.reference forms FHIR defines: a local

@@ -70,7 +70,7 @@ func bench(ctx context.Context, o params) (*report, error) {
 		sc, _ := scenarioByName(name)
 		hp := measure(ctx, l, func(ctx context.Context, i int) error { return sc.http(h, ctx, i) })
 		rp := measure(ctx, l, func(ctx context.Context, i int) error { return sc.raw(raw, ctx, i) })
-		hr, rr := newResult(sc.name, "http", hp), newResult(sc.name, "raw", rp)
+		hr, rr := newResult(sc, "http", hp), newResult(sc, "raw", rp)
 		rep.Results = append(rep.Results, hr, rr)
 		rep.Ratios = append(rep.Ratios, newRatio(hr, rr))
 		if err := ctx.Err(); err != nil {

@@ -68,7 +68,7 @@ func TestParseFlags(t *testing.T) {
 			if !o.selfHosted() || !o.embedded || o.n != 1000 || o.concurrency != 4 {
 				t.Errorf("got %+v", o)
 			}
-			if strings.Join(o.scenarios, ",") != "create,read,update,search-patient-code,search-patient-date,search-include" {
+			if strings.Join(o.scenarios, ",") != "create,read,update,search-patient-code,search-patient-date,search-include,transaction" {
 				t.Errorf("scenarios %v", o.scenarios)
 			}
 		}},
@@ -247,8 +247,13 @@ func TestSelfHostedRun(t *testing.T) {
 	if len(rep.Ratios) != len(scenarios) {
 		t.Errorf("ratios %+v", rep.Ratios)
 	}
-	// create then update: one version each on both sides.
-	want := map[string]int64{"resources": n, "history": 2 * n, benchResources: n, benchHistory: 2 * n}
+	// create then update: one version each on both sides; transaction:
+	// txnEntries new resources per operation, counted as such.
+	if r := got["transaction/http"]; r.ResourcesPerSec != r.OpsPerSec*txnEntries {
+		t.Errorf("transaction resources/s %v at %v ops/s", r.ResourcesPerSec, r.OpsPerSec)
+	}
+	want := map[string]int64{"resources": n + n*txnEntries, "history": 2*n + n*txnEntries,
+		benchResources: n + n*txnEntries, benchHistory: 2*n + n*txnEntries}
 	for k, v := range want {
 		if rep.CollectionDocs[k] != v {
 			t.Errorf("collection %s has %d documents, want %d (all: %v)", k, rep.CollectionDocs[k], v, rep.CollectionDocs)

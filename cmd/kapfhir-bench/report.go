@@ -58,6 +58,9 @@ type result struct {
 	OpsPerSec  float64 `json:"ops_per_sec"`
 	P50Ms      float64 `json:"p50_ms"`
 	P99Ms      float64 `json:"p99_ms"`
+	// ResourcesPerSec is set for scenarios whose operations write many
+	// resources (transaction).
+	ResourcesPerSec float64 `json:"resources_per_sec,omitempty"`
 }
 
 // ratio compares the sides of one scenario: HTTP value / raw value.
@@ -70,14 +73,18 @@ type ratio struct {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func newResult(scenario, side string, p phase) result {
-	return result{
-		Scenario: scenario, Side: side, Ops: p.ops, Errors: p.errors, FirstError: p.firstError,
+func newResult(sc scenario, side string, p phase) result {
+	r := result{
+		Scenario: sc.name, Side: side, Ops: p.ops, Errors: p.errors, FirstError: p.firstError,
 		Seconds:   p.elapsed.Seconds(),
 		OpsPerSec: p.throughput(),
 		P50Ms:     ms(percentile(p.latencies, 50)),
 		P99Ms:     ms(percentile(p.latencies, 99)),
 	}
+	if sc.perOp > 1 {
+		r.ResourcesPerSec = r.OpsPerSec * float64(sc.perOp)
+	}
+	return r
 }
 
 func newRatio(h, r result) ratio {
@@ -157,6 +164,11 @@ func writeTable(w io.Writer, r *report) {
 			parts[i] = fmt.Sprintf("%s %d", k, r.CollectionDocs[k])
 		}
 		fmt.Fprintf(w, "\ndocuments at the end: %s\n", strings.Join(parts, ", "))
+	}
+	for _, x := range r.Results {
+		if x.ResourcesPerSec > 0 {
+			fmt.Fprintf(w, "resources/s of %s/%s: %.0f\n", x.Scenario, x.Side, x.ResourcesPerSec)
+		}
 	}
 	for _, x := range r.Results {
 		if x.FirstError != "" {

@@ -14,8 +14,10 @@ type scenario struct {
 	// requires lists scenarios that must run earlier in the same run, because
 	// this one works on what they made (read needs created resources).
 	requires []string
-	http     func(h *httpSide, ctx context.Context, i int) error
-	raw      func(r *rawSide, ctx context.Context, i int) error
+	// perOp is the number of resources one operation writes (0: one).
+	perOp int
+	http  func(h *httpSide, ctx context.Context, i int) error
+	raw   func(r *rawSide, ctx context.Context, i int) error
 }
 
 var scenarios = []scenario{
@@ -25,6 +27,7 @@ var scenarios = []scenario{
 	searchScenario("search-patient-code"),
 	searchScenario("search-patient-date"),
 	searchScenario("search-include"),
+	{name: "transaction", perOp: txnEntries, http: (*httpSide).transaction, raw: (*rawSide).transaction},
 }
 
 func searchScenario(name string) scenario {

@@ -466,3 +466,106 @@ func TestRunListenFails(t *testing.T) {
 		}
 	}
 }
+
+// TestKillDuringTransaction SIGKILLs the binary while it ingests the
+// largest Synthea bundle (750 entries) as a transaction, restarts it on
+// the same data and checks that the bundle is there whole or not at all:
+// current resources of every type, and the change log (acceptance 2).
+// The kill comes after a growing delay, so rounds land before, during and
+// after the commit.
+func TestKillDuringTransaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	if runtime.GOOS == "windows" || os.Getenv(envTestMongoURI) != "" {
+		t.Skip("kills the binary with its embedded store")
+	}
+	bin := buildBinary(t)
+	bundle, err := os.ReadFile("../../testdata/synthea/Darron_Feeney_ff447d4a-3e5c-4e90-9854-a66a1d0bdfac.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parsed struct {
+		Entry []struct {
+			Resource struct {
+				ResourceType string `json:"resourceType"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(bundle, &parsed); err != nil {
+		t.Fatal(err)
+	}
+	perType := map[string]int{}
+	for _, e := range parsed.Entry {
+		perType[e.Resource.ResourceType]++
+	}
+	const deadline = time.Second
+	outcomes := map[string]int{}
+	for _, delay := range []time.Duration{50 * time.Millisecond, 300 * time.Millisecond, 700 * time.Millisecond, 1200 * time.Millisecond} {
+		dir := t.TempDir()
+		env := childEnv("KAPFHIR_HTTP_ADDR=127.0.0.1:0", "KAPFHIR_DATA_DIR="+dir, "KAPFHIR_TXN_DEADLINE="+deadline.String())
+		p := startBinary(t, bin, env)
+		addr, _ := p.waitLog(t, "kapfhir listening", 2*time.Minute)["addr"].(string)
+		answered := make(chan int, 1)
+		go func() {
+			req, _ := http.NewRequest("POST", "http://"+addr+"/fhir", bytes.NewReader(bundle))
+			req.Header.Set("Content-Type", "application/fhir+json")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answered <- 0
+				return
+			}
+			res.Body.Close()
+			answered <- res.StatusCode
+		}()
+		time.Sleep(delay)
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-p.exited
+		status := <-answered
+
+		p = startBinary(t, bin, env)
+		addr, _ = p.waitLog(t, "kapfhir listening", 2*time.Minute)["addr"].(string)
+		// A pending transaction is aborted once older than the deadline,
+		// by the recovery that runs every deadline.
+		time.Sleep(3 * deadline)
+		c := &client{t: t, base: "http://" + addr, http: &http.Client{Timeout: 30 * time.Second}}
+		stored := 0
+		for typ, n := range perType {
+			_, b := c.expect("GET", "/fhir/"+typ+"?_summary=count", nil, "", http.StatusOK)
+			var res struct{ Total int }
+			if err := json.Unmarshal(b, &res); err != nil {
+				t.Fatal(err)
+			}
+			if res.Total != 0 && res.Total != n {
+				t.Errorf("delay %v: %d of %d %s resources are stored", delay, res.Total, n, typ)
+			}
+			stored += res.Total
+		}
+		_, b := c.expect("GET", "/fhir/_history?_count=1000", nil, "", http.StatusOK)
+		var hist struct{ Entry []any }
+		if err := json.Unmarshal(b, &hist); err != nil {
+			t.Fatal(err)
+		}
+		if stored != 0 && stored != len(parsed.Entry) || len(hist.Entry) != stored {
+			t.Errorf("delay %v: %d resources stored and %d changes logged, want all %d or none", delay, stored, len(hist.Entry), len(parsed.Entry))
+		}
+		if status == http.StatusOK && stored == 0 {
+			t.Errorf("delay %v: the transaction was answered 200 but is not stored", delay)
+		}
+		outcome := "none"
+		if stored > 0 {
+			outcome = "all"
+		}
+		t.Logf("kill after %v: answered %d, stored %s", delay, status, outcome)
+		outcomes[outcome]++
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		<-p.exited
+	}
+	if outcomes["none"] == 0 || outcomes["all"] == 0 {
+		t.Logf("the kills did not land on both sides of the commit: %v", outcomes)
+	}
+}

@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,21 +64,28 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		}
 		a.embedded, a.mongoURI, storeKind = srv, srv.URI(), "embedded-ferretdb"
 	}
+	reg := fhir.NewRegistry()
 	st, err := store.Open(ctx, store.Options{
 		URI: a.mongoURI, Database: cfg.MongoDatabase, Embedded: a.embedded != nil,
 		Monitor: m.CommandMonitor(o.Monitor), Timeout: cfg.StoreTimeout,
+		Indexer: resource.Indexer(reg), TxnDeadline: cfg.TxnDeadline, Owner: owner(),
 	})
 	if err != nil {
 		a.closeEmbedded()
 		return nil, err
 	}
 	a.store = st
-	reg := fhir.NewRegistry()
 	a.reindex = reindex.New(st, reg, m, o.Logger, reindex.Options{})
 	// The custom search parameters are served from the first request on.
 	if err := a.reindex.Refresh(ctx); err != nil {
 		a.closeStore()
 		return nil, fmt.Errorf("load custom search parameters: %w", err)
+	}
+	// With the custom parameters known, finish the transactions of writers
+	// that died (their versions are indexed when rolled forward).
+	if err := st.RecoverTxns(ctx); err != nil {
+		a.closeStore()
+		return nil, fmt.Errorf("recover transactions: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -133,12 +142,18 @@ func (a *App) Serve(ctx context.Context) error {
 		defer close(jobsDone)
 		a.reindex.Run(jctx)
 	}()
+	recoverDone := make(chan struct{})
+	go func() {
+		defer close(recoverDone)
+		a.recoverTxns(jctx)
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.listener) }()
 	select {
 	case err := <-errc:
 		stopJobs()
 		<-jobsDone
+		<-recoverDone
 		a.closeStore()
 		return err
 	case <-ctx.Done():
@@ -152,9 +167,33 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	stopJobs()
 	<-jobsDone
+	<-recoverDone
 	a.closeStore()
 	a.log.Info("stopped")
 	return err
+}
+
+// recoverTxns finishes, every TxnDeadline, the transactions of writers
+// (in any instance) that died, until ctx ends.
+func (a *App) recoverTxns(ctx context.Context) {
+	t := time.NewTicker(a.cfg.TxnDeadline)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := a.store.RecoverTxns(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("transaction recovery", "error", err.Error())
+		}
+	}
+}
+
+// owner names this instance in its transaction records (host and process).
+func owner() string {
+	host, _ := os.Hostname()
+	return host + "/" + strconv.Itoa(os.Getpid())
 }
 
 func (a *App) closeStore() {

@@ -22,6 +22,9 @@ type Config struct {
 	LogLevel        string        `env:"KAPFHIR_LOG_LEVEL" envDefault:"info"`
 	StoreTimeout    time.Duration `env:"KAPFHIR_STORE_TIMEOUT" envDefault:"10s"`
 	ShutdownTimeout time.Duration `env:"KAPFHIR_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// TxnDeadline: a transaction still pending after it was abandoned by
+	// its writer; recovery aborts it then (and checks this often).
+	TxnDeadline time.Duration `env:"KAPFHIR_TXN_DEADLINE" envDefault:"30s"`
 	// CursorSecret signs search page links; empty: a random key per start.
 	CursorSecret string `env:"KAPFHIR_CURSOR_SECRET"`
 }
@@ -38,6 +41,11 @@ func Load(environ map[string]string) (Config, error) {
 	}
 	if c.MaxBodyBytes < 1 || c.MaxBodyBytes > maxBody {
 		return c, fmt.Errorf("configuration: KAPFHIR_MAX_BODY_BYTES must be between 1 and %d", maxBody)
+	}
+	if c.TxnDeadline <= 0 || c.TxnDeadline >= time.Minute {
+		// Under the change log's gap grace (store.GapGrace), so readers
+		// never skip the numbers of a transaction that still commits.
+		return c, fmt.Errorf("configuration: KAPFHIR_TXN_DEADLINE must be positive and under 1m")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

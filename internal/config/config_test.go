@@ -15,7 +15,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	want := Config{
 		HTTPAddr: "127.0.0.1:8080", DataDir: "./data", MongoDatabase: "kapfhir", MaxBodyBytes: 10 << 20,
-		LogLevel: "info", StoreTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
+		LogLevel: "info", StoreTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second, TxnDeadline: 30 * time.Second,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -29,6 +29,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 	}{
 		{map[string]string{"KAPFHIR_MAX_BODY_BYTES": "lots"}, "KAPFHIR_MAX_BODY_BYTES: cannot read it as int64"},
 		{map[string]string{"KAPFHIR_SHUTDOWN_TIMEOUT": "soon"}, "KAPFHIR_SHUTDOWN_TIMEOUT: cannot read it as time.Duration"},
+		{map[string]string{"KAPFHIR_TXN_DEADLINE": "5m"}, "KAPFHIR_TXN_DEADLINE must be positive and under 1m"},
 		{map[string]string{"KAPFHIR_MAX_BODY_BYTES": "0"}, "KAPFHIR_MAX_BODY_BYTES must be between"},
 		{map[string]string{"KAPFHIR_LOG_LEVEL": "loud"}, "KAPFHIR_LOG_LEVEL must be"},
 	} {

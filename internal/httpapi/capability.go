@@ -86,14 +86,17 @@ func levelsOf(rs []route) interactionLevels {
 			l.addOperation(rt, seen)
 			continue
 		}
-		if seen[rt.interaction] {
-			continue
-		}
-		seen[rt.interaction] = true
-		if rt.level == "system" {
-			l.systemLevel = append(l.systemLevel, code{rt.interaction})
-		} else {
-			l.typeLevel = append(l.typeLevel, code{rt.interaction})
+		// A route may serve several interactions ("transaction batch").
+		for _, in := range strings.Fields(rt.interaction) {
+			if seen[in] {
+				continue
+			}
+			seen[in] = true
+			if rt.level == "system" {
+				l.systemLevel = append(l.systemLevel, code{in})
+			} else {
+				l.typeLevel = append(l.typeLevel, code{in})
+			}
 		}
 	}
 	return l

@@ -87,7 +87,7 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 		Metrics:      m,
 		Gatherer:     e.reg,
 		Logger:       logger,
-		MaxBodyBytes: 1 << 20,
+		MaxBodyBytes: 3 << 20, // the largest Synthea bundle is 2.2 MB
 		Version:      "test",
 		Started:      time.Now(),
 		Cursors:      search.NewCursors("test"),

@@ -148,7 +148,9 @@ func bundle(typ string, total int64, links []link, n int, entry func(*bytes.Buff
 	if total >= 0 {
 		b.WriteString(`,"total":` + strconv.FormatInt(total, 10))
 	}
-	b.WriteString(`,"link":[`)
+	if len(links) > 0 {
+		b.WriteString(`,"link":[`)
+	}
 	for i, l := range links {
 		if i > 0 {
 			b.WriteByte(',')
@@ -159,7 +161,9 @@ func bundle(typ string, total int64, links []link, n int, entry func(*bytes.Buff
 		writeJSON(&b, l.URL)
 		b.WriteByte('}')
 	}
-	b.WriteByte(']')
+	if len(links) > 0 {
+		b.WriteByte(']')
+	}
 	if n > 0 {
 		b.WriteString(`,"entry":[`)
 		for i := 0; i < n; i++ {

@@ -375,7 +375,7 @@ func TestPrefer(t *testing.T) {
 func TestErrors(t *testing.T) {
 	e := newEnv(t)
 	id := e.create("Patient", fmt.Sprintf(patient, "e1"))
-	big := `{"resourceType":"Patient","text":{"status":"generated","div":"<div>` + strings.Repeat("x", 1<<20) + `</div>"}}`
+	big := `{"resourceType":"Patient","text":{"status":"generated","div":"<div>` + strings.Repeat("x", 3<<20) + `</div>"}}`
 	for _, tc := range []struct {
 		name, method, path, body string
 		headers                  []string

@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -43,13 +44,15 @@ type Config struct {
 // both generated from the routes table, so they cannot disagree.
 type route struct {
 	method, path string
-	interaction  string // FHIR restful interaction code
+	interaction  string // FHIR restful interaction codes, space separated
 	level        string // "type" or "system": where the CapabilityStatement lists it
 	handler      func(*api, *gin.Context) error
 }
 
 var routes = []route{
 	{"GET", "/fhir/metadata", "capabilities", "", (*api).capabilities},
+	// Both system interactions, by the Bundle's type; metrics say the first.
+	{"POST", "/fhir", "transaction batch", "system", (*api).bundleInteraction},
 	{"GET", "/fhir", "search-system", "system", (*api).searchType},
 	{"POST", "/fhir/_search", "search-system", "", (*api).searchPost},
 	{"GET", "/fhir/_history", "history-system", "system", (*api).historySystem},
@@ -82,6 +85,7 @@ type api struct {
 	Config
 	interactions map[string]string // "METHOD route" -> interaction, for metrics
 	levels       interactionLevels
+	engine       http.Handler // the router, for the entries of a batch or transaction
 }
 
 // New returns the HTTP handler of the whole service.
@@ -106,10 +110,11 @@ func New(cfg Config) http.Handler {
 
 	f := r.Group("", a.negotiate)
 	for _, rt := range routes {
-		a.interactions[rt.method+" "+rt.path] = rt.interaction
+		a.interactions[rt.method+" "+rt.path] = strings.Fields(rt.interaction)[0]
 		h := rt.handler
 		f.Handle(rt.method, rt.path, a.wrap(func(c *gin.Context) error { return h(a, c) }))
 	}
+	a.engine = r
 	return r
 }
 

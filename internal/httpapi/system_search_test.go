@@ -254,7 +254,7 @@ func TestCapabilitySystemSearch(t *testing.T) {
 	for _, in := range rest["interaction"].([]any) {
 		system = append(system, in.(map[string]any)["code"].(string))
 	}
-	if diff := cmp.Diff([]string{"search-system", "history-system"}, system); diff != "" {
+	if diff := cmp.Diff([]string{"transaction", "batch", "search-system", "history-system"}, system); diff != "" {
 		t.Errorf("system interactions (-want +got):\n%s", diff)
 	}
 	var comps []string

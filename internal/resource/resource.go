@@ -92,11 +92,8 @@ func (s *Service) create(ctx context.Context, typ, id string, res *fhir.Resource
 // (update-as-create). ifMatch, when not nil, is the version the client
 // expects to replace.
 func (s *Service) Update(ctx context.Context, typ, id string, res *fhir.Resource, ifMatch *int64) (*Outcome, error) {
-	if res.ID() == "" {
-		return nil, fault.New(fault.Invalid, typ+".id", "the resource has no id; update needs the id of the URL in the body")
-	}
-	if res.ID() != id {
-		return nil, fault.New(fault.Invalid, typ+".id", "the resource id %q does not match the URL id %q", res.ID(), id)
+	if err := checkBodyID(typ, id, res); err != nil {
+		return nil, err
 	}
 	return s.put(ctx, typ, id, res, "PUT", ifMatch)
 }

@@ -40,13 +40,24 @@ func (s *Store) History(ctx context.Context, q HistoryQuery) ([]*Record, bool, e
 	if err != nil {
 		return nil, false, storeErr(err, "read history")
 	}
-	var out []*Record
-	if err := cur.All(ctx, &out); err != nil {
+	var page []history
+	if err := cur.All(ctx, &page); err != nil {
 		return nil, false, storeErr(err, "read history")
 	}
-	more := len(out) > q.Count
+	more := len(page) > q.Count
 	if more {
-		out = out[:q.Count]
+		page = page[:q.Count]
+	}
+	out := make([]*Record, 0, len(page))
+	for i := range page {
+		// A version of a transaction that has not committed is not there yet.
+		ok, err := s.visible(ctx, page[i].Txn)
+		if err != nil {
+			return nil, false, err
+		}
+		if ok {
+			out = append(out, &page[i].Record)
+		}
 	}
 	return out, more, nil
 }
@@ -59,7 +70,9 @@ const GapGrace = time.Minute
 // Change is one entry of the change log.
 type Change struct {
 	Record `bson:",inline"`
-	Void   bool `bson:"void,omitempty"`
+	Void   bool   `bson:"void,omitempty"`
+	Upto   int64  `bson:"upto,omitempty"` // a void entry covering seq..upto
+	Txn    string `bson:"txn,omitempty"`
 }
 
 // Changes returns committed changes with seq > after, in sequence order, at
@@ -69,6 +82,9 @@ type Change struct {
 // number than what is already visible. A gap older than GapGrace (judged by
 // the lastUpdated of the change after it) is a writer that died and is
 // skipped; a gap left by a lost version race is filled at once by Commit.
+// A change of a transaction that has not committed stops the reader like a
+// gap, whatever its age: recovery either commits it or removes it and
+// fills its numbers.
 func (s *Store) Changes(ctx context.Context, after int64, limit int, now time.Time) ([]*Record, int64, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
@@ -88,7 +104,12 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int, now time.Ti
 		if c.Seq != next+1 && now.Sub(c.LastUpdated) < GapGrace {
 			break
 		}
-		next = c.Seq
+		if ok, err := s.visible(ctx, c.Txn); err != nil {
+			return nil, after, err
+		} else if !ok {
+			break
+		}
+		next = max(c.Seq, c.Upto)
 		if !c.Void {
 			out = append(out, &c.Record)
 		}

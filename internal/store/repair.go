@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/kapfhir/kapfhir/internal/fault"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -63,9 +65,13 @@ func (s *Store) repair(ctx context.Context) error {
 	for k, r := range latest {
 		for v := have[k] + 1; v <= r.VersionID; v++ {
 			rec, err := s.Version(ctx, r.Type, r.ID, v)
+			if fault.Is(err, fault.NotFound) {
+				break // a transaction in flight; RecoverTxns finishes it
+			}
 			if err != nil {
 				return fmt.Errorf("repair %s: %w", k, err)
 			}
+			s.index(rec)
 			if err := s.project(ctx, rec); err != nil {
 				return fmt.Errorf("repair %s: %w", k, err)
 			}

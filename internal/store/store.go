@@ -67,6 +67,19 @@ type Options struct {
 	Embedded bool
 	Monitor  *event.CommandMonitor
 	Timeout  time.Duration // per store command; default 10s
+	// Indexer computes the search entries of a version read back from
+	// history (history keeps none), when recovery rolls it forward.
+	Indexer func(*Record) *Index
+	// TxnDeadline is how old a pending transaction must be before
+	// recovery aborts it: longer than any transaction takes; default 30s,
+	// under GapGrace so change-log readers never skip its numbers.
+	TxnDeadline time.Duration
+	// Owner names this instance in the transactions it writes.
+	Owner string
+	// TxnHook, for fault-injection tests, runs after each stage of
+	// CommitTxn (Stage*); an error acts as a store failure there, and
+	// ErrSimulatedCrash stops at once without cleanup.
+	TxnHook func(stage string) error
 }
 
 // Store is the MongoDB adapter.
@@ -78,13 +91,23 @@ type Store struct {
 	counters  *mongo.Collection
 	guards    *mongo.Collection
 	jobs      *mongo.Collection
+	txns      *mongo.Collection
 	timeout   time.Duration
+
+	indexer     func(*Record) *Index
+	txnDeadline time.Duration
+	owner       string
+	txnHook     func(string) error
+	txnCache    txnCache
 }
 
 // Open connects, checks the server answers and creates the indexes.
 func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second
+	}
+	if o.TxnDeadline == 0 {
+		o.TxnDeadline = 30 * time.Second
 	}
 	co := options.Client().ApplyURI(o.URI).SetServerSelectionTimeout(o.Timeout)
 	if o.Monitor != nil {
@@ -109,7 +132,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		counters:  db.Collection("counters"),
 		guards:    db.Collection("guards"),
 		jobs:      db.Collection("jobs"),
+		txns:      db.Collection("txns"),
 		timeout:   o.Timeout,
+
+		indexer:     o.Indexer,
+		txnDeadline: o.TxnDeadline,
+		owner:       o.Owner,
+		txnHook:     o.TxnHook,
 	}
 	if err := s.Ping(ctx); err != nil {
 		_ = client.Disconnect(ctx)
@@ -165,6 +194,9 @@ var indexes = map[string][]IndexSpec{
 		{Name: "seq", Keys: bson.D{{Key: "seq", Value: 1}}, Unique: true},
 		{Name: "type_rid_vid", Keys: bson.D{{Key: "type", Value: 1}, {Key: "rid", Value: 1}, {Key: "vid", Value: -1}}},
 		{Name: "type_seq", Keys: bson.D{{Key: "type", Value: 1}, {Key: "seq", Value: -1}}},
+	},
+	"txns": {
+		{Name: "state", Keys: bson.D{{Key: "state", Value: 1}}},
 	},
 	"jobs": {
 		{Name: "created", Keys: bson.D{{Key: "created", Value: 1}, {Key: "_id", Value: 1}}},
@@ -264,15 +296,21 @@ func (s *Store) Current(ctx context.Context, typ, id string) (*Record, error) {
 func (s *Store) Version(ctx context.Context, typ, id string, vid int64) (*Record, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	var r Record
-	err := s.history.FindOne(ctx, bson.D{{Key: "_id", Value: versionKey(typ, id, vid)}}).Decode(&r)
+	var h history
+	err := s.history.FindOne(ctx, bson.D{{Key: "_id", Value: versionKey(typ, id, vid)}}).Decode(&h)
+	if err == nil {
+		var ok bool
+		if ok, err = s.visible(ctx, h.Txn); err == nil && !ok {
+			err = mongo.ErrNoDocuments // its transaction has not committed
+		}
+	}
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, fault.New(fault.NotFound, "", "%s/%s has no version %d", typ, id, vid)
 	}
 	if err != nil {
 		return nil, storeErr(err, "read version")
 	}
-	return &r, nil
+	return &h.Record, nil
 }
 
 // Commit writes r as version r.VersionID, which must be one more than the
@@ -397,6 +435,7 @@ func has(d bson.D, key string) bool {
 type history struct {
 	Key    string `bson:"_id"`
 	Record `bson:",inline"`
+	Txn    string `bson:"txn,omitempty"` // the transaction that wrote it, if any
 }
 
 func historyDoc(r *Record) history {

@@ -77,8 +77,16 @@ func Open(t testing.TB, monitor *event.CommandMonitor) (*store.Store, string) {
 // would; it is closed when the test ends.
 func OpenDatabase(t testing.TB, db string, monitor *event.CommandMonitor) *store.Store {
 	t.Helper()
-	uri, emb := URI(t)
-	s, err := store.Open(context.Background(), store.Options{URI: uri, Database: db, Embedded: emb, Monitor: monitor})
+	return OpenWith(t, db, store.Options{Monitor: monitor})
+}
+
+// OpenWith opens another client on db with o (its URI, Database and
+// Embedded set here); it is closed when the test ends.
+func OpenWith(t testing.TB, db string, o store.Options) *store.Store {
+	t.Helper()
+	o.URI, o.Embedded = URI(t)
+	o.Database = db
+	s, err := store.Open(context.Background(), o)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

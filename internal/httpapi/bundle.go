@@ -1,0 +1,502 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/patch"
+	"github.com/kapfhir/kapfhir/internal/resource"
+	"github.com/kapfhir/kapfhir/internal/search"
+	"github.com/kapfhir/kapfhir/internal/store"
+)
+
+// POST /fhir: a batch or transaction Bundle (see docs/fhir-behaviour.md).
+// Entries run in the spec's order: DELETE, POST, PUT/PATCH, GET/HEAD.
+// A transaction's writes are prepared in full, then committed as one
+// store transaction; its reads (and every entry of a batch) are served by
+// dispatching the entry as a request through the router.
+
+// entry is one parsed entry: its place, its request and its resource.
+type entry struct {
+	index    int
+	expr     string // Bundle.entry[i]
+	fullURL  string
+	method   string
+	path     string // the URL path below the base: Patient, Patient/1
+	query    string // the raw query, criteria of a conditional write
+	req      *fhir.BundleRequest
+	resource *fhir.Resource
+	op       *resource.Op // a transaction's write
+	resp     []byte       // the response entry, rendered
+	// patchType and patchBody are a PATCH entry's patch, as a PATCH
+	// request would carry it.
+	patchType string
+	patchBody []byte
+}
+
+// methodRank is the processing order of the spec's batch/transaction rules.
+var methodRank = map[string]int{"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+func (a *api) bundleInteraction(c *gin.Context) error {
+	body, err := a.body(c)
+	if err != nil {
+		return err
+	}
+	b, err := fhir.ParseBundle(body, true)
+	if err != nil {
+		return err
+	}
+	var entries []*entry
+	switch b.Type {
+	case "transaction":
+		if entries, err = a.transaction(c, b); err != nil {
+			return err
+		}
+	case "batch":
+		entries = a.batch(c, b)
+	default:
+		return fault.New(fault.Invalid, "Bundle.type", "POST to the base takes a Bundle of type batch or transaction, not %q", b.Type)
+	}
+	out := bundle(b.Type+"-response", -1, nil, len(entries), func(buf *bytes.Buffer, i int) {
+		buf.Write(entries[i].resp)
+	})
+	c.Data(http.StatusOK, fhirJSON, pretty(c, out))
+	return nil
+}
+
+// parseEntry checks an entry's request and splits its URL.
+func (a *api) parseEntry(c *gin.Context, i int, be *fhir.BundleEntry) (*entry, error) {
+	e := &entry{index: i, expr: "Bundle.entry[" + strconv.Itoa(i) + "]", fullURL: be.FullURL, req: be.Request, resource: be.Resource}
+	if be.Err != nil {
+		return e, be.Err
+	}
+	if be.Request == nil {
+		return e, fault.New(fault.Invalid, e.expr+".request", "the entry has no request")
+	}
+	e.method = be.Request.Method
+	if _, ok := methodRank[e.method]; !ok {
+		return e, fault.New(fault.Invalid, e.expr+".request.method", "method %q is not supported", e.method)
+	}
+	raw := strings.TrimPrefix(be.Request.URL, a.base(c)+"/")
+	u, err := url.Parse(raw)
+	if err != nil || u.IsAbs() || u.Host != "" || strings.HasPrefix(u.Path, "/") || u.Path == "" {
+		return e, fault.New(fault.Invalid, e.expr+".request.url", "%q is not a URL relative to this server's base", be.Request.URL)
+	}
+	e.path, e.query = u.Path, u.RawQuery
+	typ, id, _ := strings.Cut(e.path, "/")
+	if e.method == "GET" || e.method == "HEAD" {
+		return e, nil
+	}
+	if !fhir.IsResourceType(typ) {
+		return e, fault.New(fault.Invalid, e.expr+".request.url", "%q does not name a resource type", typ)
+	}
+	if e.method != "DELETE" {
+		if e.resource == nil {
+			return e, fault.New(fault.Invalid, e.expr+".resource", "a %s entry needs a resource", e.method)
+		}
+		if e.method == "PATCH" {
+			if err := e.readPatch(); err != nil {
+				return e, err
+			}
+		} else if e.resource.Type() != typ {
+			return e, fault.New(fault.Invalid, e.expr+".resource.resourceType", "the resource is a %s, but the URL is for %s", e.resource.Type(), typ)
+		}
+	}
+	switch {
+	case e.method == "POST" && (id != "" || e.query != ""):
+		return e, fault.New(fault.Invalid, e.expr+".request.url", "a create names the type only; use ifNoneExist for a conditional create")
+	case e.method != "POST" && id == "" && e.query == "":
+		return e, fault.New(fault.Invalid, e.expr+".request.url", "%s needs an id or search criteria", e.method)
+	case id != "" && (strings.Contains(id, "/") || !fhir.ValidID(id)):
+		return e, fault.New(fault.Invalid, e.expr+".request.url", "%q is not Type/id", e.path)
+	}
+	return e, nil
+}
+
+// readPatch takes a PATCH entry's patch from its resource: a Binary with
+// the patch document (JSON Patch: contentType application/json-patch+json,
+// base64 data), or a Parameters resource (FHIRPath Patch).
+func (e *entry) readPatch() error {
+	switch e.resource.Type() {
+	case "Parameters":
+		e.patchType, e.patchBody = patch.FHIRJSON, e.resource.Bytes()
+		return nil
+	case "Binary":
+		var bin struct {
+			ContentType string `json:"contentType"`
+			Data        string `json:"data"`
+		}
+		if err := json.Unmarshal(e.resource.Bytes(), &bin); err != nil {
+			return fault.New(fault.Invalid, e.expr+".resource", "the Binary cannot be read: %v", err)
+		}
+		data, err := base64.StdEncoding.DecodeString(bin.Data)
+		if err != nil {
+			return fault.New(fault.Invalid, e.expr+".resource.data", "the Binary data is not base64")
+		}
+		e.patchType, e.patchBody = bin.ContentType, data
+		return nil
+	}
+	return fault.New(fault.Invalid, e.expr+".resource", "a PATCH entry holds a Binary (JSON Patch) or a Parameters resource (FHIRPath Patch), not a %s", e.resource.Type())
+}
+
+// order returns the entries in processing order (stable within a method).
+func order(entries []*entry) []*entry {
+	sorted := slices.Clone(entries)
+	slices.SortStableFunc(sorted, func(x, y *entry) int { return methodRank[x.method] - methodRank[y.method] })
+	return sorted
+}
+
+// transaction prepares every write, commits them at once, then serves the
+// reads. Any failure fails the whole bundle with an error naming the entry.
+func (a *api) transaction(c *gin.Context, b *fhir.Bundle) ([]*entry, error) {
+	ctx := c.Request.Context()
+	entries := make([]*entry, len(b.Entries))
+	for i := range b.Entries {
+		e, err := a.parseEntry(c, i, &b.Entries[i])
+		if err != nil {
+			return nil, locate(err, e.expr)
+		}
+		entries[i] = e
+	}
+	sorted := order(entries)
+	ids := map[string]string{} // fullUrl -> Type/id
+	var ops []*resource.Op
+	var writes []*entry
+	for _, e := range sorted {
+		if e.method == "GET" || e.method == "HEAD" {
+			continue
+		}
+		op, err := a.opOf(e)
+		if err == nil {
+			err = a.Resources.Resolve(ctx, op)
+		}
+		if err != nil {
+			return nil, locate(err, e.expr)
+		}
+		if e.fullURL != "" && e.method != "DELETE" {
+			if _, dup := ids[e.fullURL]; dup {
+				return nil, fault.New(fault.Invalid, e.expr+".fullUrl", "fullUrl %q appears twice", e.fullURL)
+			}
+			id := op.ID
+			if op.Outcome != nil && op.Outcome.Record != nil {
+				id = op.Outcome.Record.ID // a conditional create that matched
+			}
+			ids[e.fullURL] = op.Type + "/" + id
+		}
+		e.op = op
+		ops = append(ops, op)
+		writes = append(writes, e)
+	}
+	refs := &resolver{a: a, ctx: ctx, ids: ids, writes: writes, cache: map[string]string{}}
+	for _, e := range writes {
+		if e.op.Resource == nil || e.op.Outcome != nil {
+			continue
+		}
+		err := e.op.Resource.RewriteReferences(func(path, ref string) (string, error) {
+			return refs.resolve(e.expr+".resource."+path, ref)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := a.Resources.Apply(ctx, ops); err != nil {
+		if oe, ok := err.(*resource.OpError); ok {
+			return nil, locate(oe.Err, writes[oe.Op].expr)
+		}
+		return nil, err
+	}
+	for _, e := range writes {
+		e.resp = a.writeResponse(c, e.op)
+	}
+	for _, e := range sorted {
+		if e.method == "GET" || e.method == "HEAD" {
+			e.resp = a.dispatch(c, e)
+		}
+	}
+	return entries, nil
+}
+
+// opOf turns a write entry into a transaction op.
+func (a *api) opOf(e *entry) (*resource.Op, error) {
+	typ, id, _ := strings.Cut(e.path, "/")
+	op := &resource.Op{Method: e.method, Type: typ, ID: id, Resource: e.resource}
+	if e.method == "PATCH" {
+		p, err := patch.Parse(e.patchType, e.patchBody)
+		if err != nil {
+			return nil, at(err, e.expr+".resource")
+		}
+		op.Resource, op.Patch = nil, p
+	}
+	if e.req.IfMatch != "" {
+		v, ok := parseETag(e.req.IfMatch)
+		if !ok {
+			return nil, fault.New(fault.Invalid, e.expr+".request.ifMatch", "%q is not a version ETag such as W/\"3\"", e.req.IfMatch)
+		}
+		op.IfMatch = &v
+	}
+	criteria, where := e.query, ".request.url"
+	if e.method == "POST" && e.req.IfNoneExist != "" {
+		criteria, where = strings.TrimPrefix(e.req.IfNoneExist, typ+"?"), ".request.ifNoneExist"
+	}
+	if criteria != "" {
+		crit, err := search.ParseCriteria(a.Registry, typ, criteria)
+		if err != nil {
+			return nil, at(err, e.expr+where)
+		}
+		op.Criteria = crit
+	}
+	return op, nil
+}
+
+// resolver rewrites the references of a transaction's resources: fullUrls
+// of its entries (urn:uuid:, urn:oid:, absolute URLs) to their Type/id,
+// conditional references to their one match (an entry of the bundle with
+// the same conditional criteria, else the store).
+type resolver struct {
+	a      *api
+	ctx    context.Context
+	ids    map[string]string
+	writes []*entry
+	cache  map[string]string
+}
+
+func (r *resolver) resolve(path, ref string) (string, error) {
+	if id, ok := r.ids[ref]; ok {
+		return id, nil
+	}
+	if strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:") {
+		return "", fault.New(fault.Invalid, path, "%s is not the fullUrl of an entry of the transaction", ref)
+	}
+	typ, query, ok := fhir.ConditionalReference(ref)
+	if !ok {
+		return ref, nil
+	}
+	if id, ok := r.cache[ref]; ok {
+		return id, nil
+	}
+	crit, err := search.ParseCriteria(r.a.Registry, typ, query)
+	if err != nil {
+		return "", at(err, path)
+	}
+	for _, e := range r.writes {
+		if e.op.Criteria != nil && e.op.Type == typ && e.op.Criteria.Canonical == crit.Canonical && e.method != "DELETE" {
+			id := e.op.ID
+			if e.op.Outcome != nil && e.op.Outcome.Record != nil {
+				id = e.op.Outcome.Record.ID
+			}
+			r.cache[ref] = typ + "/" + id
+			return typ + "/" + id, nil
+		}
+	}
+	m, err := r.a.Resources.Match(r.ctx, crit)
+	switch {
+	case err != nil:
+		return "", err
+	case len(m) == 0:
+		return "", fault.New(fault.Invalid, path, "the conditional reference %s matches no resource", ref)
+	case len(m) > 1:
+		return "", fault.New(fault.PreconditionFailed, path, "the conditional reference %s matches more than one resource", ref)
+	}
+	r.cache[ref] = typ + "/" + m[0].ID
+	return r.cache[ref], nil
+}
+
+// writeResponse renders the response entry of a transaction's write.
+func (a *api) writeResponse(c *gin.Context, op *resource.Op) []byte {
+	out := op.Outcome
+	status := "200 OK"
+	switch {
+	case op.Method == "DELETE":
+		status = "204 No Content"
+	case out.Created && !out.NoOp:
+		status = "201 Created"
+	}
+	var b bytes.Buffer
+	rec := out.Record
+	if rec != nil && !rec.Deleted && preferReturn(c) == "representation" && c.GetHeader("Prefer") != "" {
+		b.WriteString(`{"resource":`)
+		b.WriteString(rec.Raw)
+		b.WriteString(`,"response":{"status":`)
+	} else {
+		b.WriteString(`{"response":{"status":`)
+	}
+	writeJSON(&b, status)
+	if rec != nil {
+		b.WriteString(`,"location":`)
+		writeJSON(&b, rec.Type+"/"+rec.ID+"/_history/"+strconv.FormatInt(rec.VersionID, 10))
+		versionFields(&b, rec)
+	}
+	b.WriteString("}}")
+	return b.Bytes()
+}
+
+func versionFields(b *bytes.Buffer, rec *store.Record) {
+	b.WriteString(`,"etag":`)
+	writeJSON(b, `W/"`+strconv.FormatInt(rec.VersionID, 10)+`"`)
+	b.WriteString(`,"lastModified":`)
+	writeJSON(b, rec.LastUpdated.UTC().Format(fhir.InstantLayout))
+}
+
+// batch runs each entry as its own interaction, in processing order; a
+// failing entry gets its OperationOutcome and the others go on.
+func (a *api) batch(c *gin.Context, b *fhir.Bundle) []*entry {
+	entries := make([]*entry, len(b.Entries))
+	for i := range b.Entries {
+		e, err := a.parseEntry(c, i, &b.Entries[i])
+		if err == nil && e.resource != nil {
+			// Resolving references is a transaction's business.
+			err = e.resource.RewriteReferences(func(path, ref string) (string, error) {
+				if _, _, ok := fhir.ConditionalReference(ref); ok {
+					return "", fault.New(fault.Invalid, e.expr+".resource."+path, "conditional references are resolved in transactions only")
+				}
+				return ref, nil
+			})
+		}
+		if err != nil {
+			e.resp = errorEntry(locate(err, e.expr))
+		}
+		entries[i] = e
+	}
+	for _, e := range order(entries) {
+		if e.resp == nil {
+			e.resp = a.dispatch(c, e)
+		}
+	}
+	return entries
+}
+
+func errorEntry(err error) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"response":{"status":`)
+	writeJSON(&b, strconv.Itoa(fault.Status(err))+" "+http.StatusText(fault.Status(err)))
+	b.WriteString(`,"outcome":`)
+	b.Write(fault.Outcome(err))
+	b.WriteString("}}")
+	return b.Bytes()
+}
+
+// dispatch serves an entry through the router as the request it
+// describes and renders the response entry.
+func (a *api) dispatch(c *gin.Context, e *entry) []byte {
+	target := "/fhir/" + e.path
+	if e.query != "" {
+		target += "?" + e.query
+	}
+	body, contentType := bytes.NewReader(nil), "application/fhir+json"
+	switch {
+	case e.method == "PATCH":
+		body, contentType = bytes.NewReader(e.patchBody), e.patchType
+	case e.resource != nil && e.method != "GET" && e.method != "HEAD" && e.method != "DELETE":
+		body = bytes.NewReader(e.resource.Bytes())
+	}
+	method := e.method
+	if method == "HEAD" {
+		method = "GET" // the body is left out of the response entry
+	}
+	req, err := http.NewRequestWithContext(c.Request.Context(), method, target, body)
+	if err != nil {
+		return errorEntry(fault.New(fault.Invalid, e.expr+".request.url", "%q is not a valid URL", e.path))
+	}
+	req.Host = c.Request.Host
+	req.TLS = c.Request.TLS
+	req.Header.Set("Content-Type", contentType)
+	for h, v := range map[string]string{"If-Match": e.req.IfMatch, "If-None-Match": e.req.IfNoneMatch,
+		"If-Modified-Since": e.req.IfModifiedSince, "If-None-Exist": e.req.IfNoneExist} {
+		if v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	for _, p := range c.Request.Header.Values("Prefer") {
+		req.Header.Add("Prefer", p)
+	}
+	rw := &recorder{header: http.Header{}, status: http.StatusOK}
+	a.engine.ServeHTTP(rw, req)
+	return a.responseEntry(c, e, rw)
+}
+
+// responseEntry turns a recorded response into a response entry.
+func (a *api) responseEntry(c *gin.Context, e *entry, rw *recorder) []byte {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	isJSON := rw.body.Len() > 0 && rw.body.Bytes()[0] == '{'
+	if rw.status < 300 && isJSON && e.method != "HEAD" {
+		b.WriteString(`"resource":`)
+		b.Write(rw.body.Bytes())
+		b.WriteByte(',')
+	}
+	b.WriteString(`"response":{"status":`)
+	writeJSON(&b, strconv.Itoa(rw.status)+" "+http.StatusText(rw.status))
+	if loc := rw.header.Get("Location"); loc != "" {
+		b.WriteString(`,"location":`)
+		writeJSON(&b, strings.TrimPrefix(loc, a.base(c)+"/"))
+	}
+	if et := rw.header.Get("ETag"); et != "" {
+		b.WriteString(`,"etag":`)
+		writeJSON(&b, et)
+	}
+	if lm, err := http.ParseTime(rw.header.Get("Last-Modified")); err == nil {
+		b.WriteString(`,"lastModified":`)
+		writeJSON(&b, lm.UTC().Format(time.RFC3339))
+	}
+	if rw.status >= 400 && isJSON {
+		b.WriteString(`,"outcome":`)
+		b.Write(rw.body.Bytes())
+	}
+	b.WriteString("}}")
+	return b.Bytes()
+}
+
+// recorder is the http.ResponseWriter of a dispatched entry.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(p []byte) (int, error) { return r.body.Write(p) }
+func (r *recorder) WriteHeader(status int)      { r.status = status }
+
+// locate names where in the bundle err happened: issues without an
+// expression get expr; an expression rooted at the resource type
+// (Patient.id) is moved below the entry's resource.
+func locate(err error, expr string) error {
+	fe := fault.As(err)
+	for i := range fe.Issues {
+		is := &fe.Issues[i]
+		switch {
+		case len(is.Expression) == 0:
+			is.Expression = []string{expr}
+		case strings.HasPrefix(is.Expression[0], "Bundle."):
+		default:
+			first, rest, _ := strings.Cut(is.Expression[0], ".")
+			if fhir.IsResourceType(first) && rest != "" {
+				is.Expression[0] = expr + ".resource." + rest
+			} else {
+				is.Expression[0] = expr
+			}
+		}
+	}
+	return fe
+}
+
+// at puts every issue of err at expr (a search criteria's place, say).
+func at(err error, expr string) error {
+	fe := fault.As(err)
+	for i := range fe.Issues {
+		fe.Issues[i].Expression = []string{expr}
+	}
+	return fe
+}

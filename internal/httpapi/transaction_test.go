@@ -1,0 +1,240 @@
+package httpapi_test
+
+import (
+	"encoding/base64"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// responseEntries returns status and location of each response entry.
+func responseEntries(t *testing.T, r *response) (statuses, locations []string) {
+	t.Helper()
+	for _, e := range r.json(t)["entry"].([]any) {
+		resp := e.(map[string]any)["response"].(map[string]any)
+		statuses = append(statuses, resp["status"].(string))
+		loc, _ := resp["location"].(string)
+		locations = append(locations, loc)
+	}
+	return statuses, locations
+}
+
+func TestTransaction(t *testing.T) {
+	e := newEnv(t)
+	old := e.create("Patient", `{"resourceType":"Patient","active":true}`)
+	gone := e.create("Patient", `{"resourceType":"Patient","active":false}`)
+	body := `{"resourceType":"Bundle","type":"transaction","entry":[
+	 {"request":{"method":"GET","url":"Patient?_id=` + old + `"}},
+	 {"fullUrl":"urn:uuid:11111111-1111-4111-8111-111111111111","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},
+	   "subject":{"reference":"urn:uuid:22222222-2222-4222-8222-222222222222"},
+	   "performer":[{"reference":"Organization?identifier=http://org|1"}]},
+	  "request":{"method":"POST","url":"Observation"}},
+	 {"fullUrl":"urn:uuid:22222222-2222-4222-8222-222222222222","resource":{"resourceType":"Patient","managingOrganization":{"reference":"Organization?identifier=http://org|1"}},
+	  "request":{"method":"POST","url":"Patient"}},
+	 {"resource":{"resourceType":"Organization","identifier":[{"system":"http://org","value":"1"}]},
+	  "request":{"method":"POST","url":"Organization","ifNoneExist":"identifier=http://org|1"}},
+	 {"resource":{"resourceType":"Patient","id":"` + old + `","active":false},"request":{"method":"PUT","url":"Patient/` + old + `","ifMatch":"W/\"1\""}},
+	 {"request":{"method":"DELETE","url":"Patient/` + gone + `"}}
+	]}`
+	r := e.do("POST", "/fhir", body)
+	if r.status != http.StatusOK {
+		t.Fatalf("transaction: %d %s", r.status, r.body)
+	}
+	if typ := r.json(t)["type"]; typ != "transaction-response" {
+		t.Fatalf("type %v", typ)
+	}
+	statuses, locs := responseEntries(t, r)
+	want := []string{"200 OK", "201 Created", "201 Created", "201 Created", "200 OK", "204 No Content"}
+	if diff := cmp.Diff(want, statuses); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+	// The GET ran after the writes: it sees the update.
+	if got := string(r.body); !strings.Contains(got, `"active":false`) {
+		t.Errorf("the search entry does not see the update: %s", got)
+	}
+	obs := e.get("/fhir/" + strings.TrimSuffix(locs[1], "/_history/1")).json(t)
+	patient := strings.TrimSuffix(locs[2], "/_history/1")
+	org := strings.TrimSuffix(locs[3], "/_history/1")
+	if got := obs["subject"].(map[string]any)["reference"]; got != patient {
+		t.Errorf("subject = %v, want %s", got, patient)
+	}
+	if got := obs["performer"].([]any)[0].(map[string]any)["reference"]; got != org {
+		t.Errorf("performer = %v, want %s (the conditional create of the bundle)", got, org)
+	}
+	if r := e.get("/fhir/Patient/" + gone); r.status != http.StatusGone {
+		t.Errorf("deleted patient: %d", r.status)
+	}
+	// The same bundle again: the conditional create matches the stored
+	// Organization, and the stale If-Match fails the whole transaction.
+	r = e.do("POST", "/fhir", body)
+	if r.status != http.StatusPreconditionFailed || r.expression(t) != "Bundle.entry[4]" {
+		t.Errorf("replay: %d %s, want 412 naming Bundle.entry[4]", r.status, r.body)
+	}
+}
+
+// A failing entry fails the whole transaction, names the entry, and
+// leaves nothing behind: no resource, no version, no change.
+func TestTransactionFailingEntryRollsBack(t *testing.T) {
+	e := newEnv(t)
+	id := e.create("Patient", `{"resourceType":"Patient"}`)
+	good := `{"fullUrl":"urn:uuid:33333333-3333-4333-8333-333333333333","resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}},
+	 {"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:33333333-3333-4333-8333-333333333333"}},"request":{"method":"POST","url":"Observation"}}`
+	for _, tc := range []struct {
+		name, entry string
+		status      int
+		expr        string
+	}{
+		{"invalid resource", `{"resource":{"resourceType":"Observation","status":"bogus","code":{"text":"x"}},"request":{"method":"POST","url":"Observation"}}`,
+			400, "Bundle.entry[2].resource.status"},
+		{"stale If-Match", `{"resource":{"resourceType":"Patient","id":"` + id + `"},"request":{"method":"PUT","url":"Patient/` + id + `","ifMatch":"W/\"7\""}}`,
+			412, "Bundle.entry[2]"},
+		{"unresolvable reference", `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:44444444-4444-4444-8444-444444444444"}},"request":{"method":"POST","url":"Observation"}}`,
+			400, "Bundle.entry[2].resource.subject.reference"},
+		{"conditional reference without match", `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient?identifier=nobody"}},"request":{"method":"POST","url":"Observation"}}`,
+			400, "Bundle.entry[2].resource.subject.reference"},
+		{"PATCH entry without a patch", `{"request":{"method":"PATCH","url":"Patient/` + id + `"}}`, 400, "Bundle.entry[2].resource"},
+		{"resource of another type", `{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Observation"}}`,
+			400, "Bundle.entry[2].resource.resourceType"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.get("/fhir/_history").json(t)
+			r := e.do("POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[`+good+`,`+tc.entry+`]}`)
+			if r.status != tc.status || r.expression(t) != tc.expr {
+				t.Errorf("%d %s, want %d naming %s", r.status, r.body, tc.status, tc.expr)
+			}
+			after := e.get("/fhir/_history").json(t)
+			if diff := cmp.Diff(before["entry"], after["entry"]); diff != "" {
+				t.Errorf("the change log changed (-before +after):\n%s", diff)
+			}
+			if got, _ := e.get("/fhir/Observation").json(t)["entry"].([]any); len(got) != 0 {
+				t.Errorf("%d Observations stored", len(got))
+			}
+		})
+	}
+}
+
+// In a batch each entry stands alone: a failing one gets its outcome.
+func TestBatch(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[
+	 {"resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}},
+	 {"resource":{"resourceType":"Observation","status":"bogus","code":{"text":"x"}},"request":{"method":"POST","url":"Observation"}},
+	 {"request":{"method":"GET","url":"Patient/nope"}},
+	 {"request":{"method":"GET","url":"Patient?active=true"}}
+	]}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("batch: %d %s", r.status, r.body)
+	}
+	statuses, _ := responseEntries(t, r)
+	if diff := cmp.Diff([]string{"201 Created", "400 Bad Request", "404 Not Found", "200 OK"}, statuses); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+	out := r.json(t)["entry"].([]any)[1].(map[string]any)["response"].(map[string]any)["outcome"].(map[string]any)
+	expr := out["issue"].([]any)[0].(map[string]any)["expression"].([]any)[0]
+	if expr != "Bundle.entry[1].resource.status" {
+		t.Errorf("outcome expression %v", expr)
+	}
+	search := r.json(t)["entry"].([]any)[3].(map[string]any)["resource"].(map[string]any)
+	if n := len(search["entry"].([]any)); n != 1 {
+		t.Errorf("the search entry found %d patients, want the one the batch created", n)
+	}
+}
+
+var storedReference = regexp.MustCompile(`"reference":"([^"#][^"]*)"`)
+
+// All Synthea bundles go through as transactions, and every reference in
+// the stored resources names a stored resource (acceptance 1).
+func TestSyntheaTransactions(t *testing.T) {
+	e := newEnv(t)
+	files, err := filepath.Glob("../../testdata/synthea/*.json")
+	if err != nil || len(files) != 7 {
+		t.Fatalf("want the 7 Synthea bundles, found %d: %v", len(files), err)
+	}
+	var stored []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := e.do("POST", "/fhir", string(b))
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: %d %.2000s", filepath.Base(f), r.status, r.body)
+		}
+		statuses, locs := responseEntries(t, r)
+		for i, s := range statuses {
+			if s != "201 Created" {
+				t.Fatalf("%s entry %d: %s", filepath.Base(f), i, s)
+			}
+			stored = append(stored, strings.TrimSuffix(locs[i], "/_history/1"))
+		}
+	}
+	known := map[string]bool{}
+	for _, k := range stored {
+		known[k] = true
+	}
+	refs := 0
+	for _, k := range stored {
+		raw := e.get("/fhir/" + k)
+		if raw.status != http.StatusOK {
+			t.Fatalf("GET %s: %d", k, raw.status)
+		}
+		for _, m := range storedReference.FindAllStringSubmatch(string(raw.body), -1) {
+			refs++
+			if !known[m[1]] {
+				t.Errorf("%s refers to %s, which the transactions did not store", k, m[1])
+			}
+		}
+	}
+	if refs < 4000 {
+		t.Errorf("only %d references checked", refs)
+	}
+}
+
+// PATCH entries: a Binary holding a JSON Patch, a Parameters holding a
+// FHIRPath Patch; in a transaction and in a batch.
+func TestBundlePatchEntries(t *testing.T) {
+	e := newEnv(t)
+	a := e.create("Patient", `{"resourceType":"Patient","active":true,"gender":"male"}`)
+	b := e.create("Patient", `{"resourceType":"Patient","active":true,"birthDate":"1980-01-01"}`)
+	jsonPatch := base64.StdEncoding.EncodeToString([]byte(`[{"op":"replace","path":"/gender","value":"female"}]`))
+	binary := `{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + jsonPatch + `"}`
+	fhirPathPatch := `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[
+	  {"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.birthDate"},{"name":"value","valueDate":"1990-02-03"}]}]}`
+	for _, typ := range []string{"transaction", "batch"} {
+		r := e.do("POST", "/fhir", `{"resourceType":"Bundle","type":"`+typ+`","entry":[
+		 {"resource":`+binary+`,"request":{"method":"PATCH","url":"Patient/`+a+`"}},
+		 {"resource":`+fhirPathPatch+`,"request":{"method":"PATCH","url":"Patient?_id=`+b+`"}}]}`)
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", typ, r.status, r.body)
+		}
+		// The batch applies the same patches again: no change, still 200.
+		statuses, _ := responseEntries(t, r)
+		if diff := cmp.Diff([]string{"200 OK", "200 OK"}, statuses); diff != "" {
+			t.Errorf("%s statuses (-want +got):\n%s", typ, diff)
+		}
+	}
+	if got := e.get("/fhir/Patient/" + a).json(t); got["gender"] != "female" || got["meta"].(map[string]any)["versionId"] != "2" {
+		t.Errorf("JSON Patch entry: %v", got)
+	}
+	if got := e.get("/fhir/Patient/" + b).json(t); got["birthDate"] != "1990-02-03" || got["meta"].(map[string]any)["versionId"] != "2" {
+		t.Errorf("FHIRPath Patch entry: %v", got)
+	}
+	// A patch of a missing resource fails the transaction, naming the entry.
+	r := e.do("POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[
+	 {"resource":`+binary+`,"request":{"method":"PATCH","url":"Patient/`+a+`"}},
+	 {"resource":`+binary+`,"request":{"method":"PATCH","url":"Patient/missing"}}]}`)
+	if r.status != http.StatusNotFound || r.expression(t) != "Bundle.entry[1]" {
+		t.Errorf("patch of a missing resource: %d at %q: %s", r.status, r.expression(t), r.body)
+	}
+	// A PATCH entry must carry a patch.
+	r = e.do("POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[
+	 {"resource":{"resourceType":"Patient"},"request":{"method":"PATCH","url":"Patient/`+a+`"}}]}`)
+	if r.status != http.StatusBadRequest || r.expression(t) != "Bundle.entry[0].resource" {
+		t.Errorf("PATCH entry with a Patient: %d at %q: %s", r.status, r.expression(t), r.body)
+	}
+}

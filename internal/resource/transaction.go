@@ -1,0 +1,225 @@
+package resource
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/search"
+	"github.com/kapfhir/kapfhir/internal/store"
+)
+
+// Op is one write of a transaction. Resolve settles its target, Apply
+// writes all ops at once.
+type Op struct {
+	Method   string // POST, PUT, PATCH or DELETE
+	Type, ID string // ID: the target; Resolve sets it for a create
+	// Resource is what is written; for a PATCH, Resolve sets it to the
+	// patched current version.
+	Resource *fhir.Resource
+	Patch    fhir.Patch // PATCH only
+	IfMatch  *int64
+	// Criteria: If-None-Exist of a POST, the URL criteria of a
+	// conditional PUT or DELETE; nil otherwise.
+	Criteria *search.Request
+	// Outcome is set once the op is decided: by Resolve when nothing is
+	// to be written (a conditional create that matched, a conditional
+	// delete of nothing), by Apply otherwise.
+	Outcome *Outcome
+	fresh   bool // the id was just made: nothing to read
+}
+
+// Resolve settles op's target from the current state: a new id for a
+// create, the one match of conditional criteria (several: 412).
+func (s *Service) Resolve(ctx context.Context, op *Op) error {
+	switch op.Method {
+	case "POST":
+		if op.Criteria != nil {
+			found, err := s.single(ctx, op.Criteria)
+			if err != nil || found != nil {
+				op.Outcome = found
+				return err
+			}
+		}
+		op.ID, op.fresh = NewID(), true
+		op.Resource.SetID(op.ID)
+		return nil
+	case "PUT":
+		if op.Criteria == nil {
+			return checkBodyID(op.Type, op.ID, op.Resource)
+		}
+		found, err := s.single(ctx, op.Criteria)
+		switch {
+		case err != nil:
+			return err
+		case found != nil:
+			if id := op.Resource.ID(); id != "" && id != found.Record.ID {
+				return fault.New(fault.Invalid, op.Type+".id", "the resource id %q is not the id of the resource the criteria match", id)
+			}
+			op.ID = found.Record.ID
+		case op.Resource.ID() != "":
+			op.ID = op.Resource.ID()
+		default:
+			op.ID, op.fresh = NewID(), true
+		}
+		op.Resource.SetID(op.ID)
+		return nil
+	case "PATCH":
+		return s.resolvePatch(ctx, op)
+	case "DELETE":
+		if op.Criteria == nil {
+			return nil
+		}
+		found, err := s.single(ctx, op.Criteria)
+		if err != nil {
+			return err
+		}
+		if found == nil {
+			op.Outcome = &Outcome{NoOp: true}
+			return nil
+		}
+		op.ID = found.Record.ID
+		return nil
+	}
+	return fault.New(fault.Invalid, "", "method %s cannot be part of a transaction write", op.Method)
+}
+
+// resolvePatch applies a PATCH op's patch to the current version of its
+// target (the one match of its criteria, if any): Apply then writes the
+// result over that version only. Like a PATCH request, it needs an
+// existing resource: one created by the same transaction is not one yet.
+func (s *Service) resolvePatch(ctx context.Context, op *Op) error {
+	if op.Criteria != nil {
+		found, err := s.single(ctx, op.Criteria)
+		if err != nil {
+			return err
+		}
+		if found == nil {
+			return fault.New(fault.NotFound, "", "no %s matches the criteria", op.Type)
+		}
+		op.ID = found.Record.ID
+	}
+	cur, err := s.Read(ctx, op.Type, op.ID)
+	if err != nil {
+		return err
+	}
+	if err := checkIfMatch(op.Type, op.ID, cur, op.IfMatch); err != nil {
+		return err
+	}
+	if op.Resource, err = fhir.ApplyPatch([]byte(cur.Raw), op.Patch); err != nil {
+		return err
+	}
+	op.IfMatch = &cur.VersionID
+	return nil
+}
+
+func checkBodyID(typ, id string, res *fhir.Resource) error {
+	if res.ID() == "" {
+		return fault.New(fault.Invalid, typ+".id", "the resource has no id; update needs the id of the URL in the body")
+	}
+	if res.ID() != id {
+		return fault.New(fault.Invalid, typ+".id", "the resource id %q does not match the URL id %q", res.ID(), id)
+	}
+	return nil
+}
+
+// OpError is the failure of one op of Apply.
+type OpError struct {
+	Op  int // index into the ops
+	Err error
+}
+
+func (e *OpError) Error() string { return e.Err.Error() }
+func (e *OpError) Unwrap() error { return e.Err }
+
+// Apply writes the resolved ops that are not decided yet as one
+// transaction: all versions become visible at once or none does
+// (store.CommitTxn). Each resource may be written by one op only. Writers
+// of the same resources in this process queue on their locks, taken in
+// key order so that transactions cannot deadlock. A failure that belongs
+// to one op comes back as an *OpError.
+func (s *Service) Apply(ctx context.Context, ops []*Op) error {
+	var todo []int
+	keys := map[string]int{}
+	for i, op := range ops {
+		if op.Outcome != nil {
+			continue
+		}
+		k := store.Key(op.Type, op.ID)
+		if _, dup := keys[k]; dup {
+			return &OpError{i, fault.New(fault.Invalid, "", "%s is written by two entries of the transaction", k)}
+		}
+		keys[k] = i
+		if err := s.checkSearchParameter(op.Resource); err != nil {
+			return &OpError{i, err}
+		}
+		todo = append(todo, i)
+	}
+	sorted := make([]string, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	slices.Sort(sorted)
+	for _, k := range sorted {
+		defer s.locks.lock(k)()
+	}
+	var recs []*store.Record
+	var written []int
+	for _, i := range todo {
+		op := ops[i]
+		var prev *store.Record
+		if !op.fresh {
+			var err error
+			if prev, err = s.store.Current(ctx, op.Type, op.ID); err != nil && !fault.Is(err, fault.NotFound) {
+				return err
+			}
+		}
+		if err := checkIfMatch(op.Type, op.ID, prev, op.IfMatch); err != nil {
+			return &OpError{i, err}
+		}
+		method := op.Method
+		if op.Resource == nil {
+			method = "DELETE"
+		}
+		rec, noop := s.next(op.Type, op.ID, prev, op.Resource, method)
+		if noop {
+			op.Outcome = &Outcome{Record: prev, NoOp: true}
+			continue
+		}
+		op.Outcome = &Outcome{Record: rec, Created: prev == nil || prev.Deleted}
+		recs = append(recs, rec)
+		written = append(written, i)
+	}
+	if err := s.store.CommitTxn(ctx, recs); err != nil {
+		for _, i := range written {
+			ops[i].Outcome = nil
+		}
+		if errors.Is(err, store.ErrVersionTaken) {
+			return fault.New(fault.Conflict, "", "a resource of the transaction was changed by another writer meanwhile; nothing was stored, try again")
+		}
+		return err
+	}
+	for _, i := range written {
+		if ops[i].Type == "SearchParameter" {
+			if err := s.searchParameterWritten(ctx, ops[i].Outcome.Record, ops[i].Resource); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Indexer computes the search entries of a stored version with reg, for
+// the store to roll versions read back from history forward
+// (store.Options.Indexer). A version that no longer parses gets none.
+func Indexer(reg *fhir.Registry) func(*store.Record) *store.Index {
+	return func(r *store.Record) *store.Index {
+		res, err := fhir.ParseResource([]byte(r.Raw))
+		if err != nil {
+			return nil
+		}
+		return search.Index(reg, res)
+	}
+}
