@@ -147,9 +147,11 @@ func TestBatch(t *testing.T) {
 
 var storedReference = regexp.MustCompile(`"reference":"([^"#][^"]*)"`)
 
-// All Synthea bundles go through as transactions, and every reference in
-// the stored resources names a stored resource (acceptance 1).
+// All Synthea bundles go through as transactions, every reference in the
+// stored resources names a stored resource, and $everything returns each
+// patient's resources (acceptance 1).
 func TestSyntheaTransactions(t *testing.T) {
+	t.Parallel() // long, on its own database: uses the second CPU while the rest run
 	e := newEnv(t)
 	files, err := filepath.Glob("../../testdata/synthea/*.json")
 	if err != nil || len(files) != 7 {
@@ -178,11 +180,13 @@ func TestSyntheaTransactions(t *testing.T) {
 		known[k] = true
 	}
 	refs := 0
+	var loaded []map[string]any
 	for _, k := range stored {
 		raw := e.get("/fhir/" + k)
 		if raw.status != http.StatusOK {
 			t.Fatalf("GET %s: %d", k, raw.status)
 		}
+		loaded = append(loaded, raw.json(t))
 		for _, m := range storedReference.FindAllStringSubmatch(string(raw.body), -1) {
 			refs++
 			if !known[m[1]] {
@@ -192,6 +196,25 @@ func TestSyntheaTransactions(t *testing.T) {
 	}
 	if refs < 4000 {
 		t.Errorf("only %d references checked", refs)
+	}
+	patients := 0
+	for _, r := range loaded {
+		if r["resourceType"] != "Patient" {
+			continue
+		}
+		patients++
+		id := r["id"].(string)
+		wantM, wantI := expectedEverything(t, loaded, id)
+		w := e.walk(t, "/fhir/Patient/"+id+"/$everything?_count=1000")
+		if diff := cmp.Diff(byIDThenType(wantM), w.matches); diff != "" {
+			t.Errorf("Patient/%s $everything matches (-want +got):\n%s", id, diff)
+		}
+		if diff := cmp.Diff(wantI, sortedKeys(w.included)); diff != "" {
+			t.Errorf("Patient/%s $everything included (-want +got):\n%s", id, diff)
+		}
+	}
+	if patients != 5 {
+		t.Errorf("%d patients, want the 5 of the Synthea bundles", patients)
 	}
 }
 
