@@ -1,9 +1,9 @@
 package search
 
 import (
+	"maps"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/kapfhir/kapfhir/fhir"
@@ -33,13 +33,8 @@ func Everything(reg *fhir.Registry, patient string, q url.Values, lenient bool) 
 			included = append(included, t)
 		}
 	}
-	names := make([]string, 0, len(q))
-	for name := range q {
-		names = append(names, name)
-	}
-	sort.Strings(names)
 	var canon []string
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(q)) {
 		for _, v := range q[name] {
 			var err error
 			switch name {

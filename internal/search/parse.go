@@ -1,10 +1,10 @@
 package search
 
 import (
+	"maps"
 	"net/url"
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -66,13 +66,8 @@ func parse(reg *fhir.Registry, types []string, q url.Values, lenient bool) (*Req
 	} else {
 		r.Types = types
 	}
-	names := make([]string, 0, len(q))
-	for name := range q {
-		names = append(names, name)
-	}
-	sort.Strings(names)
 	var canon []string
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(q)) {
 		for _, v := range q[name] {
 			ok, err := r.control(name, v)
 			if err == nil && !ok {
