@@ -3,7 +3,6 @@ package fhir
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,9 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // stored parses body as the server would store it.
 func stored(t *testing.T, body string) []byte {
@@ -192,29 +190,8 @@ func TestSubsetGolden(t *testing.T) {
 				}
 				out.WriteString("\n")
 			}
-			goldenFile(t, filepath.Join("testdata", "summary", name+".golden"), out.String())
+			golden.Check(t, filepath.Join("testdata", "summary", name+".golden"), out.String())
 		})
-	}
-}
-
-// goldenFile compares got with the file, or rewrites the file with -update.
-func goldenFile(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run the test with -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s differs (-want +got); rerun with -update if the change is right:\n%s", path, diff)
 	}
 }
 

@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kapfhir/kapfhir/internal/golden"
 )
 
 // TestOfficialExamples loads the official R4 examples once for two
@@ -85,7 +86,7 @@ func roundTripExamples(t *testing.T, e *env) {
 	fmt.Fprintf(&table, "%-28s %7d %8d\n", "all", total.stored, total.rejected)
 	fmt.Fprintf(&table, "\nrejected:\n  %s\n", strings.Join(rejected, "\n  "))
 	t.Logf("official R4 examples through the REST API:\n%s", table.String())
-	golden(t, "testdata/official-examples.golden", table.String())
+	golden.Check(t, "testdata/official-examples.golden", table.String())
 }
 
 const officialExamples = "../../testdata/r4-examples/*.json"
@@ -117,29 +118,6 @@ func readExamples(t *testing.T, pattern string) []example {
 		out = append(out, example{file: f, body: body, typ: head.ResourceType, id: head.ID})
 	}
 	return out
-}
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// golden compares got with the file, or rewrites the file with -update.
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run the test with -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s differs (-want +got); rerun with -update if the change is right:\n%s", path, diff)
-	}
 }
 
 // withoutServerMeta decodes a resource and drops what the server sets.
