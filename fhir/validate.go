@@ -34,6 +34,8 @@ type validator struct {
 	// that is not itself contained. (The members, not the *value, so that
 	// the root value need not escape to the heap.)
 	container []member
+	// conditionalRefs accepts Type?criteria references (ParseOptions).
+	conditionalRefs bool
 }
 
 func newValidator(m *schemaModel) *validator {
@@ -176,7 +178,8 @@ func (v *validator) object(td *typeDef, o *value, isResource bool) {
 		}
 	}
 	if td.name == "Reference" {
-		if r := o.get("reference"); r != nil && r.kind == kString && r.str != "" && !validReference(v.m, r.str) {
+		if r := o.get("reference"); r != nil && r.kind == kString && r.str != "" && !validReference(v.m, r.str) &&
+			!(v.conditionalRefs && v.conditionalType(r.str) != "") {
 			v.report(fault.Unprocessable, codeValue, "reference", "invalid reference "+strconv.Quote(r.str))
 		}
 	}
@@ -510,6 +513,11 @@ func (v *validator) referenceType(s string) string {
 	default:
 		if strings.HasPrefix(s, "urn:") {
 			return ""
+		}
+		if v.conditionalRefs {
+			if typ := v.conditionalType(s); typ != "" {
+				return typ
+			}
 		}
 		return v.restType(s, true)
 	}
