@@ -12,7 +12,9 @@
 package bulkimport
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -93,7 +95,7 @@ func New(svc *resource.Service, reg *fhir.Registry, o Options) *Importer {
 // and error kinds with their expressions; the issues' diagnostics may
 // quote content, so print them only to whom sent it.
 type Report struct {
-	Types   map[string]*Counts // by resourceType ("" for lines that are not a resource)
+	Types   map[string]*Counts // by resourceType ("" for lines of no known type)
 	Errors  []LineError        // the first MaxErrors, in the order found
 	Skipped []string           // inputs not imported
 }
@@ -152,6 +154,10 @@ type item struct {
 // failure of the store or of reading an input, which stops the import
 // (what was committed stays: every resource is its own commit).
 func (im *Importer) Run(ctx context.Context, sources []Source) (*Report, error) {
+	index := map[string]int{}
+	for i, src := range sources {
+		index[src.Name] = i
+	}
 	r := &run{im: im, report: &Report{Types: map[string]*Counts{}}, pending: map[int][]int{}, resolved: map[string]string{}, wanted: map[string]bool{}}
 	for i, src := range sources {
 		err := im.each(src, nil, func(line int, b []byte, tooLong bool) error {
@@ -164,15 +170,23 @@ func (im *Importer) Run(ctx context.Context, sources []Source) (*Report, error) 
 	if err := r.flush(ctx, sources); err != nil {
 		return r.report, err
 	}
-	return r.report, r.conditional(ctx, sources)
+	err := r.conditional(ctx, sources)
+	// The second pass reports after the first: back to input order.
+	slices.SortStableFunc(r.report.Errors, func(a, b LineError) int {
+		return cmp.Or(cmp.Compare(index[a.Source], index[b.Source]), cmp.Compare(a.Line, b.Line))
+	})
+	return r.report, err
 }
 
 // first handles a line in the first pass.
 func (r *run) first(ctx context.Context, sources []Source, src, line int, b []byte, tooLong bool) error {
 	res, err := r.im.parse(sources[src], b, tooLong)
 	typ := sources[src].Type
-	if res != nil {
+	switch {
+	case res != nil:
 		typ = res.Type()
+	case typ == "" && !tooLong:
+		typ = declaredType(b)
 	}
 	r.report.counts(typ).Lines++
 	switch {
@@ -267,4 +281,16 @@ func (r *run) setAside(res *fhir.Resource) bool {
 		return ref
 	})
 	return found
+}
+
+// declaredType is the resourceType a line that failed to parse declares,
+// when it is JSON with a known one, so that it is counted with its type.
+func declaredType(b []byte) string {
+	var v struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if json.Unmarshal(b, &v) != nil || !fhir.IsResourceType(v.ResourceType) {
+		return ""
+	}
+	return v.ResourceType
 }

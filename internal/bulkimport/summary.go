@@ -21,7 +21,7 @@ func (r *Report) WriteSummary(w io.Writer, took time.Duration) {
 	for _, typ := range slices.Sorted(maps.Keys(r.Types)) {
 		c := r.Types[typ]
 		if typ == "" {
-			typ = "(not a resource)"
+			typ = "(unknown type)"
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", typ, c.Lines, c.Created, c.Updated, c.Unchanged, c.Failed)
 		total.Lines += c.Lines

@@ -37,12 +37,29 @@ type capResource struct {
 
 // interactionLevels are the interactions of the routes table by the level
 // the CapabilityStatement lists them at.
-type interactionLevels struct{ typeLevel, systemLevel []code }
+type interactionLevels struct {
+	typeLevel, systemLevel []code
+	operations             []capOperation // system-level operations
+}
+
+type capOperation struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition"`
+}
+
+// operationDefinitions are the canonicals of the operations listed.
+var operationDefinitions = map[string]string{"import": importDefinition}
 
 func levelsOf(rs []route) interactionLevels {
 	var l interactionLevels
 	seen := map[string]bool{}
 	for _, rt := range rs {
+		if rt.interaction == "operation" {
+			if name, ok := strings.CutPrefix(rt.path, "/fhir/$"); ok && rt.level == "system" {
+				l.operations = append(l.operations, capOperation{Name: name, Definition: operationDefinitions[name]})
+			}
+			continue
+		}
 		if rt.level == "" || seen[rt.interaction] {
 			continue
 		}
@@ -104,6 +121,7 @@ func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version s
 			"resource":      resources,
 			"interaction":   levels.systemLevel,
 			"compartment":   compartments,
+			"operation":     levels.operations,
 		}},
 	}
 	b, _ := json.Marshal(cs)

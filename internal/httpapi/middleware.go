@@ -102,6 +102,8 @@ func (a *api) checkFormat(c *gin.Context) error {
 	switch {
 	case strings.HasSuffix(c.FullPath(), "/_search"):
 		// Search parameters come as a form; searchPost checks its type.
+	case c.FullPath() == "/fhir/$import":
+		// NDJSON; importNDJSON checks it.
 	case c.Request.Method == http.MethodPost, c.Request.Method == http.MethodPut, c.Request.Method == http.MethodPatch:
 		mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 		if err != nil || !jsonFormat(mt) {

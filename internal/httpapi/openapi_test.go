@@ -199,8 +199,11 @@ func TestOpenAPIConventions(t *testing.T) {
 
 		if method == "POST" || method == "PUT" {
 			media := "application/fhir+json"
-			if strings.HasSuffix(path, "/_search") {
+			switch {
+			case strings.HasSuffix(path, "/_search"):
 				media = "application/x-www-form-urlencoded"
+			case path == "/fhir/$import":
+				media = "application/fhir+ndjson"
 			}
 			if op.RequestBody == nil || op.RequestBody.Value == nil || op.RequestBody.Value.Content.Get(media) == nil {
 				t.Errorf("%s: no %s request body", key, media)
