@@ -2,7 +2,6 @@ package fhir
 
 import (
 	"strconv"
-	"strings"
 
 	"github.com/kapfhir/kapfhir/internal/fault"
 )
@@ -91,13 +90,6 @@ func ParseBundle(body []byte, conditionalRefs bool) (*Bundle, error) {
 		}
 	}
 	return b, nil
-}
-
-// ConditionalReference reports whether s is a conditional reference,
-// Type?criteria, that a transaction resolves to the one match.
-func ConditionalReference(s string) (typ, query string, ok bool) {
-	typ, query, ok = strings.Cut(s, "?")
-	return typ, query, ok && IsResourceType(typ) && query != ""
 }
 
 // RewriteReferences calls fn with every Reference.reference of the

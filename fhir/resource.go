@@ -31,6 +31,11 @@ type Identifier struct{ System, Value string }
 // resource type the element does not allow). All issues found are
 // reported, up to 100, each with its expression.
 func ParseResource(body []byte) (*Resource, error) {
+	return ParseResourceWith(body, ParseOptions{})
+}
+
+// ParseResourceWith is ParseResource with options.
+func ParseResourceWith(body []byte, o ParseOptions) (*Resource, error) {
 	root, err := decodeJSON(body)
 	if err != nil {
 		return nil, fault.New(fault.Invalid, "", "%v", err)
@@ -39,6 +44,7 @@ func ParseResource(body []byte) (*Resource, error) {
 		return nil, fault.New(fault.Invalid, "", "a resource must be a JSON object")
 	}
 	v := newValidator(model())
+	v.conditionalRefs = o.ConditionalReferences
 	typ := v.resource(&root, false)
 	if err := v.err(); err != nil {
 		return nil, err

@@ -34,8 +34,7 @@ type validator struct {
 	// that is not itself contained. (The members, not the *value, so that
 	// the root value need not escape to the heap.)
 	container []member
-	// conditionalRefs accepts conditional references (Type?criteria), which
-	// a transaction resolves before it stores anything.
+	// conditionalRefs accepts Type?criteria references (ParseOptions).
 	conditionalRefs bool
 }
 
@@ -180,7 +179,7 @@ func (v *validator) object(td *typeDef, o *value, isResource bool) {
 	}
 	if td.name == "Reference" {
 		if r := o.get("reference"); r != nil && r.kind == kString && r.str != "" && !validReference(v.m, r.str) &&
-			!(v.conditionalRefs && isConditional(r.str)) {
+			!(v.conditionalRefs && v.conditionalType(r.str) != "") {
 			v.report(fault.Unprocessable, codeValue, "reference", "invalid reference "+strconv.Quote(r.str))
 		}
 	}
@@ -445,11 +444,6 @@ func validCalendarDate(s string) bool {
 	return day <= days
 }
 
-func isConditional(s string) bool {
-	_, _, ok := ConditionalReference(s)
-	return ok
-}
-
 // validReference accepts the Reference.reference forms FHIR defines: a local
 // fragment, Type/id[/_history/vid], an absolute http(s) URL, urn:uuid, urn:oid.
 func validReference(m *schemaModel, s string) bool {
@@ -519,6 +513,11 @@ func (v *validator) referenceType(s string) string {
 	default:
 		if strings.HasPrefix(s, "urn:") {
 			return ""
+		}
+		if v.conditionalRefs {
+			if typ := v.conditionalType(s); typ != "" {
+				return typ
+			}
 		}
 		return v.restType(s, true)
 	}

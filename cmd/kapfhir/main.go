@@ -1,5 +1,8 @@
 // Command kapfhir serves the FHIR R4 API of a KAP clinic. All configuration
 // comes from the environment (see README.md).
+//
+//	kapfhir             serve
+//	kapfhir import DIR  load the NDJSON files of DIR (a bulk export) and exit
 package main
 
 import (
@@ -21,13 +24,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Environ(), os.Stdout); err != nil {
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "kapfhir:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, environ []string, stdout io.Writer) error {
+func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	env := map[string]string{}
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
@@ -42,9 +45,20 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level}))
-	a, err := app.Start(ctx, cfg, app.Options{Logger: logger, Registry: prometheus.NewRegistry(), ErrorLog: stdout})
-	if err != nil {
+	opts := app.Options{Logger: logger, Registry: prometheus.NewRegistry(), ErrorLog: stdout}
+	switch {
+	case len(args) == 0:
+		a, err := app.Start(ctx, cfg, opts)
+		if err != nil {
+			return err
+		}
+		return a.Serve(ctx)
+	case len(args) == 2 && args[0] == "import":
+		rep, err := app.Import(ctx, cfg, args[1], stdout, opts)
+		if err == nil && rep.Failed() > 0 {
+			err = fmt.Errorf("%d lines were not imported", rep.Failed())
+		}
 		return err
 	}
-	return a.Serve(ctx)
+	return fmt.Errorf("usage: kapfhir [import DIR]")
 }

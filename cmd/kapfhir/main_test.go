@@ -420,7 +420,7 @@ func TestRunBadConfig(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			var out bytes.Buffer
-			err := run(ctx, []string{"KAPFHIR_HTTP_ADDR=127.0.0.1:0", "KAPFHIR_DATA_DIR=" + dir, tc.env}, &out)
+			err := run(ctx, nil, []string{"KAPFHIR_HTTP_ADDR=127.0.0.1:0", "KAPFHIR_DATA_DIR=" + dir, tc.env}, &out)
 			if err == nil {
 				t.Fatalf("run with %s succeeded", tc.env)
 			}
@@ -450,7 +450,7 @@ func TestRunListenFails(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	var out bytes.Buffer
-	go func() { done <- run(ctx, env, &out) }()
+	go func() { done <- run(ctx, nil, env, &out) }()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "listen") {

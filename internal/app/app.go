@@ -19,6 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/config"
 	"github.com/kapfhir/kapfhir/internal/embedded"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
@@ -93,8 +94,10 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	a.listener = ln
+	svc := resource.New(st, reg, time.Now)
 	handler := httpapi.New(httpapi.Config{
-		Resources:    resource.New(st, reg, time.Now),
+		Resources:    svc,
+		Importer:     bulkimport.New(svc, reg, bulkimport.Options{MaxLineBytes: int(cfg.MaxBodyBytes)}),
 		Registry:     reg,
 		Reindex:      a.reindex,
 		Ready:        st.Ping,

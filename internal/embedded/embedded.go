@@ -21,13 +21,15 @@ var newMu sync.Mutex
 
 // Server is a running embedded FerretDB.
 type Server struct {
+	lock   *os.File // held while the server runs
 	uri    string
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 // Start runs FerretDB with its SQLite files in dir (created if missing),
-// listening on a free loopback port. Its own logging is limited to errors and
+// listening on a free loopback port. It fails when another process runs
+// on dir. Its own logging is limited to errors and
 // goes to logw; it never logs documents at that level.
 func Start(dir string, logw io.Writer) (*Server, error) {
 	abs, err := filepath.Abs(dir)
@@ -36,6 +38,10 @@ func Start(dir string, logw io.Writer) (*Server, error) {
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded store dir: %w", err)
+	}
+	lock, err := lockDir(abs)
+	if err != nil {
+		return nil, err
 	}
 	newMu.Lock()
 	f, err := ferretdb.New(&ferretdb.Config{
@@ -46,10 +52,11 @@ func Start(dir string, logw io.Writer) (*Server, error) {
 	})
 	newMu.Unlock()
 	if err != nil {
+		_ = lock.Close()
 		return nil, fmt.Errorf("start embedded FerretDB: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cancel: cancel, done: make(chan struct{})}
+	s := &Server{lock: lock, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		_ = f.Run(ctx)
@@ -65,4 +72,5 @@ func (s *Server) URI() string { return s.uri }
 func (s *Server) Close() {
 	s.cancel()
 	<-s.done
+	_ = s.lock.Close() // releases the lock
 }

@@ -52,6 +52,7 @@ type opDef struct {
 var operationDefs = map[string]opDef{
 	"everything": {"http://hl7.org/fhir/OperationDefinition/Patient-everything", []string{"Patient"}},
 	"validate":   {"http://hl7.org/fhir/OperationDefinition/Resource-validate", nil},
+	"import":     {importDefinition, nil},
 }
 
 // operationName is the $name segment of an operation route's path.

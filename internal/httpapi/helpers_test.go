@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/reindex"
@@ -79,8 +80,10 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 	reg := fhir.NewRegistry()
 	logger := slog.New(slog.NewJSONHandler(e.logs, nil))
 	jobs := reindex.New(st, reg, m, logger, jobOptions)
+	svc := resource.New(st, reg, time.Now)
 	return httpapi.New(httpapi.Config{
-		Resources:    resource.New(st, reg, time.Now),
+		Resources:    svc,
+		Importer:     bulkimport.New(svc, reg, bulkimport.Options{}),
 		Registry:     reg,
 		Reindex:      jobs,
 		Ready:        st.Ping,

@@ -104,6 +104,8 @@ func (a *api) checkFormat(c *gin.Context) error {
 		// Search parameters come as a form; searchPost checks its type.
 	case c.Request.Method == http.MethodPatch:
 		// Two formats; patch.Parse picks one by Content-Type or answers 415.
+	case c.FullPath() == "/fhir/$import":
+		// NDJSON; importNDJSON checks it.
 	case c.Request.Method == http.MethodPost, c.Request.Method == http.MethodPut:
 		mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 		if err != nil || !jsonFormat(mt) {

@@ -199,8 +199,11 @@ func TestOpenAPIConventions(t *testing.T) {
 
 		if method == "POST" || method == "PUT" || method == "PATCH" {
 			media := []string{"application/fhir+json"}
-			if strings.HasSuffix(path, "/_search") {
+			switch {
+			case strings.HasSuffix(path, "/_search"):
 				media = []string{"application/x-www-form-urlencoded"}
+			case path == "/fhir/$import":
+				media = []string{"application/fhir+ndjson"}
 			}
 			if method == "PATCH" {
 				media = append(media, "application/json-patch+json")

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/reindex"
@@ -38,6 +39,7 @@ type Config struct {
 	Cursors      *search.Cursors // signs search page links
 	Registry     *fhir.Registry  // the search parameters, custom ones included
 	Reindex      *reindex.Jobs   // the reindex jobs of custom parameters
+	Importer     *bulkimport.Importer
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are
@@ -57,6 +59,7 @@ var routes = []route{
 	{"POST", "/fhir/_search", "search-system", "", (*api).searchPost},
 	{"GET", "/fhir/_history", "history-system", "system", (*api).historySystem},
 	{"GET", "/fhir/$reindex", "operation", "", (*api).reindexStatus},
+	{"POST", "/fhir/$import", "operation", "system", (*api).importNDJSON},
 	{"GET", "/fhir/:type", "search-type", "type", (*api).searchType},
 	{"POST", "/fhir/:type/_search", "search-type", "", (*api).searchPost},
 	{"POST", "/fhir/:type", "create", "type", (*api).create},

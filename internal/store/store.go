@@ -99,6 +99,7 @@ type Store struct {
 	owner       string
 	txnHook     func(string) error
 	txnCache    txnCache
+	embedded    bool // FerretDB: only an exact _id filter avoids a collection scan
 }
 
 // Open connects, checks the server answers and creates the indexes.
@@ -139,6 +140,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		txnDeadline: o.TxnDeadline,
 		owner:       o.Owner,
 		txnHook:     o.TxnHook,
+		embedded:    o.Embedded,
 	}
 	if err := s.Ping(ctx); err != nil {
 		_ = client.Disconnect(ctx)
@@ -455,15 +457,7 @@ func (s *Store) nextSeq(ctx context.Context) (int64, error) {
 // NextSeq allocates the next change sequence number in counters (exported
 // for the load tool, which sends the same command with the bare driver).
 func NextSeq(ctx context.Context, counters *mongo.Collection) (int64, error) {
-	var c struct {
-		Seq int64 `bson:"seq"`
-	}
-	err := counters.FindOneAndUpdate(ctx,
-		bson.D{{Key: "_id", Value: "changes"}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(1)}}}},
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
-	).Decode(&c)
-	return c.Seq, err
+	return addSeq(ctx, counters, 1)
 }
 
 // fillGap records that seq will never hold a change. Best effort: a reader

@@ -336,27 +336,16 @@ func (s *Store) projectAll(ctx context.Context, recs []*Record) error {
 			models = append(models, mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(update))
 		}
 		pctx, cancel := s.op(ctx)
+		// A duplicate is a projection another writer made already; an
+		// update matching nothing, one it replaced with a later version.
 		_, err := s.resources.BulkWrite(pctx, models, options.BulkWrite().SetOrdered(false))
 		cancel()
-		var bwe mongo.BulkWriteException
-		if errors.As(err, &bwe) && bwe.WriteConcernError == nil && onlyDuplicates(bwe) {
-			err = nil
-		}
-		if err != nil {
-			return storeErr(err, "roll transaction forward")
+		if err != nil && !onlyDuplicates(err) {
+			return storeErr(err, "make versions current")
 		}
 		recs = recs[n:]
 	}
 	return nil
-}
-
-func onlyDuplicates(e mongo.BulkWriteException) bool {
-	for _, we := range e.WriteErrors {
-		if !mongo.IsDuplicateKeyError(we) {
-			return false
-		}
-	}
-	return true
 }
 
 // forget deletes an applied transaction's document (best effort: recovery
@@ -390,7 +379,7 @@ func (s *Store) RecoverTxns(ctx context.Context) error {
 		case t.State == txnAborted:
 			err = s.clean(ctx, t, nil)
 		case t.State == txnCommitted:
-			err = s.rollForward(ctx, t)
+			err = s.rollTxnForward(ctx, t)
 		}
 		if err != nil {
 			return fmt.Errorf("recover %s: %w", t.ID, err)
@@ -399,8 +388,8 @@ func (s *Store) RecoverTxns(ctx context.Context) error {
 	return nil
 }
 
-// rollForward projects a committed transaction's versions and forgets it.
-func (s *Store) rollForward(ctx context.Context, t *txnDoc) error {
+// rollTxnForward projects a committed transaction's versions and forgets it.
+func (s *Store) rollTxnForward(ctx context.Context, t *txnDoc) error {
 	recs := make([]*Record, 0, len(t.Versions))
 	for _, k := range t.Versions {
 		var h history
@@ -428,24 +417,6 @@ func (s *Store) index(r *Record) {
 	if s.indexer != nil && !r.Deleted {
 		r.Index = s.indexer(r)
 	}
-}
-
-// allocSeqs allocates n consecutive sequence numbers and returns the last.
-func (s *Store) allocSeqs(ctx context.Context, n int64) (int64, error) {
-	ctx, cancel := s.op(ctx)
-	defer cancel()
-	var c struct {
-		Seq int64 `bson:"seq"`
-	}
-	err := s.counters.FindOneAndUpdate(ctx,
-		bson.D{{Key: "_id", Value: "changes"}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: n}}}},
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
-	).Decode(&c)
-	if err != nil {
-		return 0, storeErr(err, "allocate change sequence")
-	}
-	return c.Seq, nil
 }
 
 // fillRange records that first..last will never hold changes: one void
