@@ -24,6 +24,9 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"KAPFHIR_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// CursorSecret signs search page links; empty: a random key per start.
 	CursorSecret string `env:"KAPFHIR_CURSOR_SECRET"`
+	// ExportRetention is how long bulk export files are kept after the
+	// export finished.
+	ExportRetention time.Duration `env:"KAPFHIR_EXPORT_RETENTION" envDefault:"24h"`
 }
 
 // maxBody keeps a stored version under MongoDB's 16 MiB document limit,
@@ -38,6 +41,9 @@ func Load(environ map[string]string) (Config, error) {
 	}
 	if c.MaxBodyBytes < 1 || c.MaxBodyBytes > maxBody {
 		return c, fmt.Errorf("configuration: KAPFHIR_MAX_BODY_BYTES must be between 1 and %d", maxBody)
+	}
+	if c.ExportRetention <= 0 {
+		return c, fmt.Errorf("configuration: KAPFHIR_EXPORT_RETENTION must be positive")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -16,6 +16,7 @@ func TestLoadDefaults(t *testing.T) {
 	want := Config{
 		HTTPAddr: "127.0.0.1:8080", DataDir: "./data", MongoDatabase: "kapfhir", MaxBodyBytes: 10 << 20,
 		LogLevel: "info", StoreTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second,
+		ExportRetention: 24 * time.Hour,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -31,6 +32,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"KAPFHIR_SHUTDOWN_TIMEOUT": "soon"}, "KAPFHIR_SHUTDOWN_TIMEOUT: cannot read it as time.Duration"},
 		{map[string]string{"KAPFHIR_MAX_BODY_BYTES": "0"}, "KAPFHIR_MAX_BODY_BYTES must be between"},
 		{map[string]string{"KAPFHIR_LOG_LEVEL": "loud"}, "KAPFHIR_LOG_LEVEL must be"},
+		{map[string]string{"KAPFHIR_EXPORT_RETENTION": "0s"}, "KAPFHIR_EXPORT_RETENTION must be positive"},
 	} {
 		_, err := Load(tc.env)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/reindex"
@@ -37,6 +38,7 @@ type Config struct {
 	Cursors      *search.Cursors // signs search page links
 	Registry     *fhir.Registry  // the search parameters, custom ones included
 	Reindex      *reindex.Jobs   // the reindex jobs of custom parameters
+	Exports      *bulkexport.Runner
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are
@@ -54,6 +56,19 @@ var routes = []route{
 	{"POST", "/fhir/_search", "search-system", "", (*api).searchPost},
 	{"GET", "/fhir/_history", "history-system", "system", (*api).historySystem},
 	{"GET", "/fhir/$reindex", "operation", "", (*api).reindexStatus},
+	// Bulk Data export: kick-off at system, Patient and Group level, then
+	// the job's status and files under /fhir/_export/{job}. Patient and
+	// Group are matched by the handlers: a static segment there would
+	// shadow the :type routes in gin's tree.
+	{"GET", "/fhir/$export", "operation", "", (*api).exportSystem},
+	{"POST", "/fhir/$export", "operation", "", (*api).exportSystem},
+	{"GET", "/fhir/:type/$export", "operation", "", (*api).exportType},
+	{"POST", "/fhir/:type/$export", "operation", "", (*api).exportType},
+	{"GET", "/fhir/:type/:id/$export", "operation", "", (*api).exportInstance},
+	{"POST", "/fhir/:type/:id/$export", "operation", "", (*api).exportInstance},
+	{"GET", "/fhir/_export/:job", "operation", "", (*api).exportStatus},
+	{"DELETE", "/fhir/_export/:job", "operation", "", (*api).exportCancel},
+	{"GET", "/fhir/_export/:job/:file", "operation", "", (*api).exportFile},
 	{"GET", "/fhir/:type", "search-type", "type", (*api).searchType},
 	{"POST", "/fhir/:type/_search", "search-type", "", (*api).searchPost},
 	{"POST", "/fhir/:type", "create", "type", (*api).create},

@@ -52,25 +52,38 @@ func cloneWithout(q url.Values, drop string) url.Values {
 // in HAPI. Call it after Parse and before the cursor is checked or made:
 // it binds the compartment into r.Canonical.
 func (r *Request) InCompartment(comp, id string) error {
+	cond, ok := CompartmentCond(comp, r.Type, []string{id})
+	if !ok {
+		return fault.New(fault.Invalid, "", "%s resources are not in the %s compartment", r.Type, comp)
+	}
+	r.Conds = append(r.Conds, cond)
+	r.Canonical = comp + "/" + id + "/" + r.Canonical
+	return nil
+}
+
+// CompartmentCond is the condition "in the compartment of comp/id, for one
+// of ids" on resources of typ: one of typ's compartment parameters refers
+// to it, or, when typ is comp, the resource is it. ok is false when typ's
+// resources are never in comp's compartment.
+func CompartmentCond(comp, typ string, ids []string) (cond store.Cond, ok bool) {
 	var or []store.Cond
-	if r.Type == comp {
-		or = append(or, store.Cond{Field: "rid", In: []string{id}})
+	if typ == comp {
+		or = append(or, store.Cond{Field: "rid", In: ids})
 	}
 	var refs []string
-	for _, code := range fhir.CompartmentParams(comp, r.Type) {
-		refs = append(refs, code+":"+comp+"/"+id)
+	for _, code := range fhir.CompartmentParams(comp, typ) {
+		for _, id := range ids {
+			refs = append(refs, code+":"+comp+"/"+id)
+		}
 	}
 	if len(refs) > 0 {
 		or = append(or, store.Cond{Field: "ref", In: refs})
 	}
 	switch len(or) {
 	case 0:
-		return fault.New(fault.Invalid, "", "%s resources are not in the %s compartment", r.Type, comp)
+		return store.Cond{}, false
 	case 1:
-		r.Conds = append(r.Conds, or[0])
-	default:
-		r.Conds = append(r.Conds, store.Cond{Or: or})
+		return or[0], true
 	}
-	r.Canonical = comp + "/" + id + "/" + r.Canonical
-	return nil
+	return store.Cond{Or: or}, true
 }

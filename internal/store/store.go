@@ -11,6 +11,7 @@
 //   - counters: the change-log sequence.
 //   - guards: one document per conditional-create criteria in flight.
 //   - jobs: background reindex jobs (see Job).
+//   - exports, export_files: bulk export jobs and their output (see ExportJob).
 package store
 
 import (
@@ -78,7 +79,10 @@ type Store struct {
 	counters  *mongo.Collection
 	guards    *mongo.Collection
 	jobs      *mongo.Collection
-	timeout   time.Duration
+	// exports and exportFiles hold the bulk export jobs and their output.
+	exports     *mongo.Collection
+	exportFiles *mongo.Collection
+	timeout     time.Duration
 }
 
 // Open connects, checks the server answers and creates the indexes.
@@ -102,14 +106,16 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	db := client.Database(o.Database)
 	s := &Store{
-		client:    client,
-		db:        db,
-		resources: db.Collection("resources"),
-		history:   db.Collection("history"),
-		counters:  db.Collection("counters"),
-		guards:    db.Collection("guards"),
-		jobs:      db.Collection("jobs"),
-		timeout:   o.Timeout,
+		client:      client,
+		db:          db,
+		resources:   db.Collection("resources"),
+		history:     db.Collection("history"),
+		counters:    db.Collection("counters"),
+		guards:      db.Collection("guards"),
+		jobs:        db.Collection("jobs"),
+		exports:     db.Collection("exports"),
+		exportFiles: db.Collection("export_files"),
+		timeout:     o.Timeout,
 	}
 	if err := s.Ping(ctx); err != nil {
 		_ = client.Disconnect(ctx)
@@ -167,6 +173,9 @@ var indexes = map[string][]IndexSpec{
 		{Name: "type_seq", Keys: bson.D{{Key: "type", Value: 1}, {Key: "seq", Value: -1}}},
 	},
 	"jobs": {
+		{Name: "created", Keys: bson.D{{Key: "created", Value: 1}, {Key: "_id", Value: 1}}},
+	},
+	"exports": {
 		{Name: "created", Keys: bson.D{{Key: "created", Value: 1}, {Key: "_id", Value: 1}}},
 	},
 }
