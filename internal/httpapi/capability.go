@@ -33,16 +33,47 @@ type capResource struct {
 	ConditionalRead   string           `json:"conditionalRead"`
 	ConditionalUpdate bool             `json:"conditionalUpdate"`
 	ConditionalDelete string           `json:"conditionalDelete"`
+	Operation         []capOperation   `json:"operation,omitempty"`
+}
+
+type capOperation struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition"`
+}
+
+// operationDefs describe the operation routes of the routes table, by
+// path: the resource type they are listed under ("" for the system
+// level) and their OperationDefinition.
+var operationDefs = map[string]struct {
+	resource string
+	op       capOperation
+}{
+	"/fhir/$export":           {"", capOperation{"export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}},
+	"/fhir/:type/$export":     {"Patient", capOperation{"export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}},
+	"/fhir/:type/:id/$export": {"Group", capOperation{"export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}},
 }
 
 // interactionLevels are the interactions of the routes table by the level
 // the CapabilityStatement lists them at.
-type interactionLevels struct{ typeLevel, systemLevel []code }
+type interactionLevels struct {
+	typeLevel, systemLevel []code
+	// The operations of the routes table: system level, and by type.
+	systemOps []capOperation
+	typeOps   map[string][]capOperation
+}
 
 func levelsOf(rs []route) interactionLevels {
-	var l interactionLevels
-	seen := map[string]bool{}
+	l := interactionLevels{typeOps: map[string][]capOperation{}}
+	seen, seenOp := map[string]bool{}, map[string]bool{}
 	for _, rt := range rs {
+		if d, ok := operationDefs[rt.path]; ok && !seenOp[rt.path] {
+			seenOp[rt.path] = true
+			if d.resource == "" {
+				l.systemOps = append(l.systemOps, d.op)
+			} else {
+				l.typeOps[d.resource] = append(l.typeOps[d.resource], d.op)
+			}
+		}
 		if rt.level == "" || seen[rt.interaction] {
 			continue
 		}
@@ -79,6 +110,7 @@ func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version s
 			Versioning: "versioned-update", ReadHistory: true, UpdateCreate: true,
 			ConditionalCreate: true, ConditionalRead: "full-support",
 			ConditionalUpdate: true, ConditionalDelete: "single",
+			Operation: levels.typeOps[t],
 		})
 	}
 	var compartments []string
@@ -100,11 +132,14 @@ func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version s
 		"format":      []string{"application/fhir+json", "json"},
 		"rest": []map[string]any{{
 			"mode":          "server",
-			"documentation": "JSON only. Search serves token, string, uri, reference, date, number, quantity and composite parameters, _id and _lastUpdated, at type level, at system level (_type) and in the compartments listed (GET /fhir/Patient/1/Observation); see docs/fhir-behaviour.md.",
+			"documentation": "JSON only. Search serves token, string, uri, reference, date, number, quantity and composite parameters, _id and _lastUpdated, at type level, at system level (_type) and in the compartments listed (GET /fhir/Patient/1/Observation); Bulk Data export ($export) at system, Patient and Group level; see docs/fhir-behaviour.md.",
 			"resource":      resources,
 			"interaction":   levels.systemLevel,
 			"compartment":   compartments,
+			"operation":     levels.systemOps,
 		}},
+		// The Bulk Data export ($export) of the IG is served.
+		"instantiates": []string{"http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"},
 	}
 	b, _ := json.Marshal(cs)
 	return b

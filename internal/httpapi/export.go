@@ -49,7 +49,7 @@ func (a *api) exportInstance(c *gin.Context) error {
 // exportKickoff validates the kick-off request, creates the job and
 // answers 202 with the status URL in Content-Location.
 func (a *api) exportKickoff(c *gin.Context, req bulkexport.Request) error {
-	if !preferAsync(c) {
+	if !prefers(c, "respond-async") {
 		return fault.New(fault.Invalid, "", "$export runs asynchronously: send the header Prefer: respond-async")
 	}
 	params, err := a.exportParams(c)
@@ -164,18 +164,6 @@ func unsupportedExportParam(name string, lenient bool) error {
 		return nil
 	}
 	return fault.New(fault.Invalid, name, "$export does not support the parameter %q here (send Prefer: handling=lenient to have it ignored)", name).WithCode("not-supported")
-}
-
-// preferAsync reports Prefer: respond-async.
-func preferAsync(c *gin.Context) bool {
-	for _, pref := range c.Request.Header.Values("Prefer") {
-		for _, p := range strings.FieldsFunc(pref, func(r rune) bool { return r == ',' || r == ';' }) {
-			if strings.TrimSpace(p) == "respond-async" {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // exportStatus answers GET /fhir/_export/{job}: 202 with Retry-After and

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/reindex"
@@ -40,6 +41,7 @@ type env struct {
 	commands *metrics.CommandCounter
 	logs     *syncBuffer
 	jobs     *reindex.Jobs
+	exports  *bulkexport.Runner // not running: tests step it
 }
 
 type syncBuffer struct {
@@ -79,10 +81,12 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 	reg := fhir.NewRegistry()
 	logger := slog.New(slog.NewJSONHandler(e.logs, nil))
 	jobs := reindex.New(st, reg, m, logger, jobOptions)
+	e.exports = bulkexport.New(st, logger, exportOptions)
 	return httpapi.New(httpapi.Config{
 		Resources:    resource.New(st, reg, time.Now),
 		Registry:     reg,
 		Reindex:      jobs,
+		Exports:      e.exports,
 		Ready:        st.Ping,
 		Metrics:      m,
 		Gatherer:     e.reg,

@@ -199,11 +199,27 @@ func (s *Store) DeleteChunks(ctx context.Context, job string, n int64) error {
 }
 
 // Types returns the resource types that have current versions (tombstones
-// included).
+// included), sorted. A $group, not distinct: FerretDB 1.24's distinct
+// answer does not decode.
 func (s *Store) Types(ctx context.Context) ([]string, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	var out []string
-	err := s.resources.Distinct(ctx, "type", bson.D{}).Decode(&out)
-	return out, storeErr(err, "list resource types")
+	cur, err := s.resources.Aggregate(ctx, bson.A{
+		bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$type"}}}},
+		bson.D{{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}},
+	})
+	if err != nil {
+		return nil, storeErr(err, "list resource types")
+	}
+	var groups []struct {
+		Type string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &groups); err != nil {
+		return nil, storeErr(err, "list resource types")
+	}
+	out := make([]string, len(groups))
+	for i, g := range groups {
+		out[i] = g.Type
+	}
+	return out, nil
 }
