@@ -233,6 +233,35 @@ func TestExportSystem(t *testing.T) {
 	if diff := cmp.Diff(want, ids(e.exported(status, true))); diff != "" {
 		t.Errorf("exported ids (-want +got):\n%s", diff)
 	}
+	// Small chunks: some files were written, and read back, in several.
+	if job, err := e.exports.Job(context.Background(), path.Base(status)); err != nil || job.Chunks <= int64(len(m.Output)) {
+		t.Errorf("job: %v; %d chunks for %d files", err, job.Chunks, len(m.Output))
+	}
+}
+
+func TestExportCapability(t *testing.T) {
+	e := newEnv(t)
+	cs := e.get("/fhir/metadata").json(t)
+	if got := cs["instantiates"]; !cmp.Equal(got, []any{"http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"}) {
+		t.Errorf("instantiates %v", got)
+	}
+	rest := cs["rest"].([]any)[0].(map[string]any)
+	ops := map[string]any{"": rest["operation"]}
+	for _, r := range rest["resource"].([]any) {
+		r := r.(map[string]any)
+		if op, ok := r["operation"]; ok {
+			ops[r["type"].(string)] = op
+		}
+	}
+	def := "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
+	want := map[string]any{
+		"":        []any{map[string]any{"name": "export", "definition": def + "export"}},
+		"Patient": []any{map[string]any{"name": "export", "definition": def + "patient-export"}},
+		"Group":   []any{map[string]any{"name": "export", "definition": def + "group-export"}},
+	}
+	if diff := cmp.Diff(want, ops); diff != "" {
+		t.Errorf("operations (-want +got):\n%s", diff)
+	}
 }
 
 func TestExportTypeAndSince(t *testing.T) {
