@@ -269,19 +269,7 @@ func (r *Runner) batch(ctx context.Context, job *store.ExportJob) error {
 		job.Files = append(job.Files, store.ExportFile{Type: typ, First: job.Chunks, Last: job.Chunks})
 	}
 	f := &job.Files[job.Step]
-	q := &store.Query{Type: typ, Sort: []store.Sort{{Field: "rid"}}, Limit: r.o.Batch, Tombstones: true}
-	if cond, ok := scope(job, typ); ok {
-		q.And = append(q.And, cond)
-	}
-	if !job.Since.IsZero() {
-		// The current version is at least as recent as the one exported:
-		// a sound pre-filter, the exact test is below.
-		q.And = append(q.And, store.Cond{Field: "ts", From: job.Since})
-	}
-	if job.After != "" {
-		q.After = []any{job.After}
-	}
-	recs, more, err := r.st.Search(ctx, q)
+	recs, more, err := r.st.Search(ctx, query(job, typ, r.o.Batch))
 	if err != nil {
 		return err
 	}
@@ -323,6 +311,24 @@ func (r *Runner) batch(ctx context.Context, job *store.ExportJob) error {
 		job.Step, job.After = job.Step+1, ""
 	}
 	return nil
+}
+
+// query is the next batch of a job's resources of typ, by id after its
+// cursor, tombstones included.
+func query(job *store.ExportJob, typ string, limit int) *store.Query {
+	q := &store.Query{Type: typ, Sort: []store.Sort{{Field: "rid"}}, Limit: limit, Tombstones: true}
+	if cond, ok := scope(job, typ); ok {
+		q.And = append(q.And, cond)
+	}
+	if !job.Since.IsZero() {
+		// The current version is at least as recent as the one exported:
+		// a sound pre-filter, the exact test is in batch.
+		q.And = append(q.And, store.Cond{Field: "ts", From: job.Since})
+	}
+	if job.After != "" {
+		q.After = []any{job.After}
+	}
+	return q
 }
 
 // scope is the condition that keeps a job's resources of typ: none at

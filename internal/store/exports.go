@@ -199,8 +199,8 @@ func (s *Store) DeleteChunks(ctx context.Context, job string, n int64) error {
 }
 
 // Types returns the resource types that have current versions (tombstones
-// included), sorted. A $group, not distinct: FerretDB 1.24's distinct
-// answer does not decode.
+// included), sorted. A $group, not distinct: the driver could not decode
+// FerretDB 1.24's distinct answer.
 func (s *Store) Types(ctx context.Context) ([]string, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
