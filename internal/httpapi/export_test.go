@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -205,6 +207,26 @@ func TestExportKickoffErrors(t *testing.T) {
 func TestExportSystem(t *testing.T) {
 	e := newEnv(t)
 	e.loadExportData()
+	// Official examples too: narrative, decimals, extensions.
+	examples, err := filepath.Glob("testdata/search-exact/*.json")
+	if err != nil || len(examples) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	var exampleIDs []string
+	for _, f := range examples {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var head struct{ ResourceType, ID string }
+		if err := json.Unmarshal(b, &head); err != nil || head.ResourceType != "RiskAssessment" {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if r := e.do("PUT", "/fhir/RiskAssessment/"+head.ID, string(b)); r.status != http.StatusCreated {
+			t.Fatalf("PUT %s: %d %s", f, r.status, r.body)
+		}
+		exampleIDs = append(exampleIDs, head.ID)
+	}
 	status := e.kickoff("GET", "/fhir/$export?_outputFormat=application%2Ffhir%2Bndjson", "")
 
 	r := e.get(status)
@@ -223,7 +245,7 @@ func TestExportSystem(t *testing.T) {
 	if _, err := time.Parse(time.RFC3339, m.TransactionTime); err != nil {
 		t.Errorf("transactionTime %q: %v", m.TransactionTime, err)
 	}
-	want := map[string][]string{}
+	want := map[string][]string{"RiskAssessment": exampleIDs}
 	for _, d := range exportData {
 		want[d.typ] = append(want[d.typ], d.id)
 	}
