@@ -126,7 +126,7 @@ func (r *Runner) Kickoff(ctx context.Context, req Request) (*store.ExportJob, er
 	if err := r.st.CreateExport(ctx, job); err != nil {
 		return nil, err
 	}
-	r.log.Info("export job created", "job", job.ID, "level", job.Level, "types", len(job.Types))
+	r.log.Info("export job created", "job", job.ID, "export_level", job.Level, "types", len(job.Types))
 	return job, nil
 }
 
