@@ -33,13 +33,17 @@ import (
 type Options struct {
 	Poll       time.Duration // how often the store is read for jobs (1 s)
 	Lease      time.Duration // how long a claimed job stays held without progress (30 s)
-	Batch      int           // resources read per store query (200)
+	Batch      int           // resources read per store query (500)
 	ChunkBytes int           // the size a chunk is closed at (1 MiB); a larger resource gets a chunk of its own
 	// Settle is how long after its transaction time a job starts (2 s): a
 	// write that took its lastUpdated before then and is still committing
 	// is included if it commits within that time.
 	Settle time.Duration
-	Pause  time.Duration // between batches, so that requests get the store (20 ms)
+	// Pause is the least time between two batches (20 ms). The runner
+	// also waits as long as the last batch took, so that an export takes
+	// at most about half of the store's time: the embedded store has one
+	// connection and scans a collection for each batch.
+	Pause time.Duration
 	// Retention is how long the files of a done job are kept (24 h).
 	Retention time.Duration
 }
@@ -62,7 +66,7 @@ func New(st *store.Store, log *slog.Logger, o Options) *Runner {
 		o.Lease = 30 * time.Second
 	}
 	if o.Batch == 0 {
-		o.Batch = 200
+		o.Batch = 500
 	}
 	if o.ChunkBytes == 0 {
 		o.ChunkBytes = 1 << 20
@@ -219,6 +223,7 @@ func (r *Runner) run(ctx context.Context, id string) error {
 		}
 	}
 	for job.Step < len(job.Plan) {
+		start := r.now()
 		if err := r.batch(ctx, job); err != nil {
 			return err
 		}
@@ -228,7 +233,7 @@ func (r *Runner) run(ctx context.Context, id string) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(r.o.Pause):
+		case <-time.After(max(r.o.Pause, r.now().Sub(start))):
 		}
 	}
 	job.State, job.Finished = store.JobDone, r.now().UTC()
