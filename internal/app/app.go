@@ -13,12 +13,14 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/config"
 	"github.com/kapfhir/kapfhir/internal/embedded"
@@ -39,6 +41,7 @@ type App struct {
 	listener net.Listener
 	server   *http.Server
 	reindex  *reindex.Jobs
+	exports  *bulkexport.Runner
 	mongoURI string
 }
 
@@ -77,6 +80,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 	}
 	a.store = st
 	a.reindex = reindex.New(st, reg, m, o.Logger, reindex.Options{})
+	a.exports = bulkexport.New(st, o.Logger, bulkexport.Options{Retention: cfg.ExportRetention})
 	// The custom search parameters are served from the first request on.
 	if err := a.reindex.Refresh(ctx); err != nil {
 		a.closeStore()
@@ -100,6 +104,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		Importer:     bulkimport.New(svc, reg, bulkimport.Options{MaxLineBytes: int(cfg.MaxBodyBytes)}),
 		Registry:     reg,
 		Reindex:      a.reindex,
+		Exports:      a.exports,
 		Ready:        st.Ping,
 		Metrics:      m,
 		Gatherer:     o.Registry,
@@ -135,15 +140,18 @@ func (a *App) MongoURI() string { return a.mongoURI }
 // Database is the store's database name.
 func (a *App) Database() string { return a.cfg.MongoDatabase }
 
-// Serve serves (and runs the reindex jobs) until ctx is cancelled, then
+// Serve serves (and runs the reindex and export jobs) until ctx is cancelled, then
 // shuts down gracefully: it stops accepting, drains requests in flight,
 // stops the jobs, and closes the store last.
 func (a *App) Serve(ctx context.Context) error {
 	jctx, stopJobs := context.WithCancel(ctx)
 	jobsDone := make(chan struct{})
+	var runners sync.WaitGroup
+	runners.Go(func() { a.reindex.Run(jctx) })
+	runners.Go(func() { a.exports.Run(jctx) })
 	go func() {
 		defer close(jobsDone)
-		a.reindex.Run(jctx)
+		runners.Wait()
 	}()
 	recoverDone := make(chan struct{})
 	go func() {

@@ -27,6 +27,9 @@ type Config struct {
 	TxnDeadline time.Duration `env:"KAPFHIR_TXN_DEADLINE" envDefault:"30s"`
 	// CursorSecret signs search page links; empty: a random key per start.
 	CursorSecret string `env:"KAPFHIR_CURSOR_SECRET"`
+	// ExportRetention is how long bulk export files are kept after the
+	// export finished.
+	ExportRetention time.Duration `env:"KAPFHIR_EXPORT_RETENTION" envDefault:"24h"`
 }
 
 // maxBody keeps a stored version under MongoDB's 16 MiB document limit,
@@ -46,6 +49,9 @@ func Load(environ map[string]string) (Config, error) {
 		// Under the change log's gap grace (store.GapGrace), so readers
 		// never skip the numbers of a transaction that still commits.
 		return c, fmt.Errorf("configuration: KAPFHIR_TXN_DEADLINE must be positive and under 1m")
+	}
+	if c.ExportRetention <= 0 {
+		return c, fmt.Errorf("configuration: KAPFHIR_EXPORT_RETENTION must be positive")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

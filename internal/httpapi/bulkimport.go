@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -64,12 +63,4 @@ func (a *api) importNDJSON(c *gin.Context) error {
 	}
 	c.Data(http.StatusOK, fhirJSON, pretty(c, fault.OutcomeOf(issues)))
 	return nil
-}
-
-func ndjsonFormat(mt string) bool {
-	switch strings.ToLower(mt) {
-	case "application/fhir+ndjson", "application/ndjson", "application/x-ndjson":
-		return true
-	}
-	return false
 }

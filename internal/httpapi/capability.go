@@ -49,10 +49,16 @@ type opDef struct {
 	types      []string
 }
 
+// operationDefs are keyed by operation name, or by route path where the
+// definition depends on the level.
 var operationDefs = map[string]opDef{
 	"everything": {"http://hl7.org/fhir/OperationDefinition/Patient-everything", []string{"Patient"}},
 	"validate":   {"http://hl7.org/fhir/OperationDefinition/Resource-validate", nil},
 	"import":     {importDefinition, nil},
+	// Bulk Data export: one name, a definition per level.
+	"/fhir/$export":           {"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export", nil},
+	"/fhir/:type/$export":     {"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export", []string{"Patient"}},
+	"/fhir/:type/:id/$export": {"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export", []string{"Group"}},
 }
 
 // operationName is the $name segment of an operation route's path.
@@ -107,19 +113,23 @@ func levelsOf(rs []route) interactionLevels {
 // the interactions serve and leave out.
 const restDocumentation = "JSON only. Search serves token, string, uri, reference, date, number, quantity and composite parameters, _id and _lastUpdated, " +
 	"at type level, at system level (_type) and in the compartments listed (GET /fhir/Patient/1/Observation). " +
+	"Bulk Data export ($export) at system, Patient and Group level. " +
 	"PATCH (instance, and conditional with criteria in the URL) takes JSON Patch (application/json-patch+json) or " + fhir.FHIRPathPatchSupport +
 	" See docs/fhir-behaviour.md."
 
 func (l *interactionLevels) addOperation(rt route, seen map[string]bool) {
 	name := operationName(rt.path)
-	def, ok := operationDefs[name]
+	def, ok := operationDefs[rt.path] // an operation whose definition depends on the level
+	if !ok {
+		def, ok = operationDefs[name]
+	}
 	if !ok {
 		panic("httpapi: operation route " + rt.path + " has no entry in operationDefs") // a routes table defect
 	}
-	if seen[rt.level+" $"+name] {
-		return // its other levels or methods
+	if seen[rt.level+" "+def.definition] {
+		return // its other methods, or instance and type level
 	}
-	seen[rt.level+" $"+name] = true
+	seen[rt.level+" "+def.definition] = true
 	op := capOperation{Name: name, Definition: def.definition}
 	if rt.level == "system" {
 		l.systemOps = append(l.systemOps, op)
@@ -183,7 +193,10 @@ func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version s
 			"resource":      resources,
 			"interaction":   levels.systemLevel,
 			"compartment":   compartments,
+			"operation":     levels.systemOps,
 		}},
+		// The Bulk Data export ($export) of the IG is served.
+		"instantiates": []string{"http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"},
 	}
 	if len(levels.systemOps) > 0 {
 		cs["rest"].([]map[string]any)[0]["operation"] = levels.systemOps

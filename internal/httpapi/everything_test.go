@@ -368,7 +368,8 @@ func TestOperationsInCapabilityStatement(t *testing.T) {
 	}
 	validate := "validate http://hl7.org/fhir/OperationDefinition/Resource-validate"
 	want := map[string][]string{
-		"Patient":     {validate, "everything http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+		"Patient": {"export http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export", validate,
+			"everything http://hl7.org/fhir/OperationDefinition/Patient-everything"},
 		"Observation": {validate},
 	}
 	for typ, w := range want {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
 	"github.com/kapfhir/kapfhir/internal/metrics"
@@ -41,6 +42,7 @@ type env struct {
 	commands *metrics.CommandCounter
 	logs     *syncBuffer
 	jobs     *reindex.Jobs
+	exports  *bulkexport.Runner // not running: tests step it
 }
 
 type syncBuffer struct {
@@ -81,11 +83,13 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 	logger := slog.New(slog.NewJSONHandler(e.logs, nil))
 	jobs := reindex.New(st, reg, m, logger, jobOptions)
 	svc := resource.New(st, reg, time.Now)
+	e.exports = bulkexport.New(st, logger, exportOptions)
 	return httpapi.New(httpapi.Config{
 		Resources:    svc,
 		Importer:     bulkimport.New(svc, reg, bulkimport.Options{}),
 		Registry:     reg,
 		Reindex:      jobs,
+		Exports:      e.exports,
 		Ready:        st.Ping,
 		Metrics:      m,
 		Gatherer:     e.reg,

@@ -96,7 +96,8 @@ func (a *api) checkFormat(c *gin.Context) error {
 		if !jsonFormat(f) {
 			return fault.New(fault.NotAcceptable, "", "_format %q is not supported; this server speaks FHIR JSON only", f)
 		}
-	} else if accept := c.GetHeader("Accept"); accept != "" && !acceptsJSON(accept) {
+	} else if accept := c.GetHeader("Accept"); accept != "" && !accepts(accept, jsonFormat) &&
+		!(c.FullPath() == exportFileRoute && accepts(accept, ndjsonFormat)) {
 		return fault.New(fault.NotAcceptable, "", "Accept %q names no format this server produces; it speaks application/fhir+json", accept)
 	}
 	switch {
@@ -123,13 +124,28 @@ func jsonFormat(f string) bool {
 	return false
 }
 
-func acceptsJSON(accept string) bool {
+// exportFileRoute serves NDJSON, which its Accept may name.
+const exportFileRoute = "/fhir/_export/:job/:file"
+
+// ndjsonFormat reports an NDJSON media type (of an export file or an
+// import body).
+func ndjsonFormat(f string) bool {
+	switch strings.ToLower(strings.TrimSpace(f)) {
+	case ndjson, "application/ndjson", "application/x-ndjson":
+		return true
+	}
+	return false
+}
+
+// accepts reports whether an Accept header allows a media type that ok
+// approves (or any).
+func accepts(accept string, ok func(string) bool) bool {
 	for _, part := range strings.Split(accept, ",") {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil || params["q"] == "0" {
 			continue
 		}
-		if mt == "*/*" || mt == "application/*" || jsonFormat(mt) {
+		if mt == "*/*" || mt == "application/*" || ok(mt) {
 			return true
 		}
 	}

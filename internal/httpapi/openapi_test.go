@@ -225,6 +225,12 @@ func TestOpenAPIConventions(t *testing.T) {
 				continue
 			}
 			mt := resp.Value.Content.Get("application/fhir+json")
+			if mt == nil && code == "200" {
+				// A bulk export's manifest and files are not FHIR resources.
+				if mt = resp.Value.Content.Get("application/json"); mt == nil {
+					mt = resp.Value.Content.Get(ndjson)
+				}
+			}
 			if mt == nil || mt.Schema == nil {
 				t.Errorf("%s: response %s has no application/fhir+json schema", key, code)
 				continue

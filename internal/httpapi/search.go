@@ -206,10 +206,15 @@ func (a *api) parseSearch(c *gin.Context, params url.Values) (*search.Request, s
 }
 
 // preferLenient reports Prefer: handling=lenient.
-func preferLenient(c *gin.Context) bool {
-	for _, pref := range c.Request.Header.Values("Prefer") {
-		for _, p := range strings.Split(pref, ";") {
-			if strings.TrimSpace(p) == "handling=lenient" {
+func preferLenient(c *gin.Context) bool { return prefers(c, "handling=lenient") }
+
+// prefers reports whether a Prefer header holds the preference pref
+// (preferences are separated by commas, or by semicolons as some clients
+// send them).
+func prefers(c *gin.Context, pref string) bool {
+	for _, h := range c.Request.Header.Values("Prefer") {
+		for _, p := range strings.FieldsFunc(h, func(r rune) bool { return r == ',' || r == ';' }) {
+			if strings.TrimSpace(p) == pref {
 				return true
 			}
 		}

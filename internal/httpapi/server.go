@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/metrics"
@@ -40,6 +41,7 @@ type Config struct {
 	Registry     *fhir.Registry  // the search parameters, custom ones included
 	Reindex      *reindex.Jobs   // the reindex jobs of custom parameters
 	Importer     *bulkimport.Importer
+	Exports      *bulkexport.Runner
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are
@@ -60,6 +62,19 @@ var routes = []route{
 	{"GET", "/fhir/_history", "history-system", "system", (*api).historySystem},
 	{"GET", "/fhir/$reindex", "operation", "", (*api).reindexStatus},
 	{"POST", "/fhir/$import", "operation", "system", (*api).importNDJSON},
+	// Bulk Data export: kick-off at system, Patient and Group level, then
+	// the job's status and files under /fhir/_export/{job}. Patient and
+	// Group are matched by the handlers: a static segment there would
+	// shadow the :type routes in gin's tree.
+	{"GET", "/fhir/$export", "operation", "system", (*api).exportSystem},
+	{"POST", "/fhir/$export", "operation", "system", (*api).exportSystem},
+	{"GET", "/fhir/:type/$export", "operation", "type", (*api).exportType},
+	{"POST", "/fhir/:type/$export", "operation", "type", (*api).exportType},
+	{"GET", "/fhir/:type/:id/$export", "operation", "type", (*api).exportInstance},
+	{"POST", "/fhir/:type/:id/$export", "operation", "type", (*api).exportInstance},
+	{"GET", "/fhir/_export/:job", "operation", "", (*api).exportStatus},
+	{"DELETE", "/fhir/_export/:job", "operation", "", (*api).exportCancel},
+	{"GET", "/fhir/_export/:job/:file", "operation", "", (*api).exportFile},
 	{"GET", "/fhir/:type", "search-type", "type", (*api).searchType},
 	{"POST", "/fhir/:type/_search", "search-type", "", (*api).searchPost},
 	{"POST", "/fhir/:type", "create", "type", (*api).create},

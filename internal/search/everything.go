@@ -82,7 +82,7 @@ func compartmentConds(id string, types []string) []store.Cond {
 	}
 	var branches []store.Cond
 	for _, t := range types {
-		c, _ := compartmentCond("Patient", id, t) // every type of types has a place
+		c, _ := CompartmentCond("Patient", t, []string{id}) // every type of types has a place
 		branches = append(branches, store.Cond{And: []store.Cond{{Field: "type", In: []string{t}}, c}})
 	}
 	return []store.Cond{{Or: branches}}

@@ -52,27 +52,29 @@ func cloneWithout(q url.Values, drop string) url.Values {
 // in HAPI. Call it after Parse and before the cursor is checked or made:
 // it binds the compartment into r.Canonical.
 func (r *Request) InCompartment(comp, id string) error {
-	c, ok := compartmentCond(comp, id, r.Type)
+	cond, ok := CompartmentCond(comp, r.Type, []string{id})
 	if !ok {
 		return fault.New(fault.Invalid, "", "%s resources are not in the %s compartment", r.Type, comp)
 	}
-	r.Conds = append(r.Conds, c)
+	r.Conds = append(r.Conds, cond)
 	r.Canonical = comp + "/" + id + "/" + r.Canonical
 	return nil
 }
 
-// compartmentCond is the condition "a resource of typ in the compartment
-// of comp/id": one of its compartment parameters refers to comp/id, or it
-// is comp/id itself. It reports false when typ has no place in the
-// compartment.
-func compartmentCond(comp, id, typ string) (store.Cond, bool) {
+// CompartmentCond is the condition "in the compartment of comp/id, for one
+// of ids" on resources of typ: one of typ's compartment parameters refers
+// to it, or, when typ is comp, the resource is it. ok is false when typ's
+// resources are never in comp's compartment.
+func CompartmentCond(comp, typ string, ids []string) (cond store.Cond, ok bool) {
 	var or []store.Cond
 	if typ == comp {
-		or = append(or, store.Cond{Field: "rid", In: []string{id}})
+		or = append(or, store.Cond{Field: "rid", In: ids})
 	}
 	var refs []string
 	for _, code := range fhir.CompartmentParams(comp, typ) {
-		refs = append(refs, code+":"+comp+"/"+id)
+		for _, id := range ids {
+			refs = append(refs, code+":"+comp+"/"+id)
+		}
 	}
 	if len(refs) > 0 {
 		or = append(or, store.Cond{Field: "ref", In: refs})

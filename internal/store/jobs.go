@@ -81,6 +81,21 @@ func (s *Store) Jobs(ctx context.Context) ([]Job, error) {
 // is held by another owner or finished. The update is conditioned on the
 // lease, so two runners never both win it.
 func (s *Store) ClaimJob(ctx context.Context, id, owner string, now, lease time.Time) (*Job, error) {
+	var j Job
+	ok, err := s.claimLease(ctx, s.jobs, id, owner, now, lease, &j)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &j, nil
+}
+
+// claimLease takes the lease of document id of c, an unfinished job
+// (state not done), for owner until lease when no other owner holds an
+// unexpired one, and decodes the job into out. It reports false when
+// another owner holds it or it is done. The update is conditioned on the
+// lease, so two runners never both win it. Reindex and export jobs share
+// it.
+func (s *Store) claimLease(ctx context.Context, c *mongo.Collection, id, owner string, now, lease time.Time, out any) (bool, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	filter := bson.D{
@@ -93,15 +108,14 @@ func (s *Store) ClaimJob(ctx context.Context, id, owner string, now, lease time.
 		}},
 	}
 	update := bson.D{{Key: "$set", Value: bson.D{{Key: "owner", Value: owner}, {Key: "lease", Value: lease}, {Key: "state", Value: JobRunning}}}}
-	var j Job
-	err := s.jobs.FindOneAndUpdate(ctx, filter, update, options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&j)
+	err := c.FindOneAndUpdate(ctx, filter, update, options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(out)
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil
+		return false, nil
 	}
 	if err != nil {
-		return nil, storeErr(err, "claim job")
+		return false, storeErr(err, "claim job")
 	}
-	return &j, nil
+	return true, nil
 }
 
 // SaveJob writes the progress of a job its owner holds, renewing the lease
@@ -115,7 +129,13 @@ func (s *Store) SaveJob(ctx context.Context, j *Job) (bool, error) {
 		{Key: "done", Value: j.Done}, {Key: "total", Value: j.Total}, {Key: "lease", Value: j.Lease},
 		{Key: "started", Value: j.Started}, {Key: "finished", Value: j.Finished},
 	}
-	res, err := s.jobs.UpdateOne(ctx, bson.D{{Key: "_id", Value: j.ID}, {Key: "owner", Value: j.Owner}}, bson.D{{Key: "$set", Value: set}})
+	return s.saveLeased(ctx, s.jobs, j.ID, j.Owner, set)
+}
+
+// saveLeased $sets fields of job id of c if owner still holds it, and
+// reports whether it did.
+func (s *Store) saveLeased(ctx context.Context, c *mongo.Collection, id, owner string, set bson.D) (bool, error) {
+	res, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "owner", Value: owner}}, bson.D{{Key: "$set", Value: set}})
 	if err != nil {
 		return false, storeErr(err, "save job")
 	}

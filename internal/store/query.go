@@ -92,6 +92,9 @@ type Query struct {
 	Sort  []Sort
 	After []any // keyset cursor: the sort values of the last row seen
 	Limit int
+	// Tombstones includes deleted resources (an export reads the versions
+	// current at an earlier time, which a later delete does not remove).
+	Tombstones bool
 }
 
 // Sort is one sort key: "ts", "rid", "type" (the last tie-breaker across
@@ -210,7 +213,10 @@ func (q *Query) filter() (bson.D, error) {
 	if q.Type == "" {
 		typ = bson.D{{Key: "$in", Value: append([]string{}, q.Types...)}} // never a null $in
 	}
-	f := bson.D{{Key: "type", Value: typ}, {Key: "deleted", Value: bson.D{{Key: "$ne", Value: true}}}}
+	f := bson.D{{Key: "type", Value: typ}}
+	if !q.Tombstones {
+		f = append(f, bson.E{Key: "deleted", Value: bson.D{{Key: "$ne", Value: true}}})
+	}
 	var and bson.A
 	for _, c := range q.And {
 		cf, err := c.filter()

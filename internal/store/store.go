@@ -11,6 +11,7 @@
 //   - counters: the change-log sequence.
 //   - guards: one document per conditional-create criteria in flight.
 //   - jobs: background reindex jobs (see Job).
+//   - exports, export_files: bulk export jobs and their output (see ExportJob).
 package store
 
 import (
@@ -92,7 +93,10 @@ type Store struct {
 	guards    *mongo.Collection
 	jobs      *mongo.Collection
 	txns      *mongo.Collection
-	timeout   time.Duration
+	// exports and exportFiles hold the bulk export jobs and their output.
+	exports     *mongo.Collection
+	exportFiles *mongo.Collection
+	timeout     time.Duration
 
 	indexer     func(*Record) *Index
 	txnDeadline time.Duration
@@ -126,15 +130,17 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	db := client.Database(o.Database)
 	s := &Store{
-		client:    client,
-		db:        db,
-		resources: db.Collection("resources"),
-		history:   db.Collection("history"),
-		counters:  db.Collection("counters"),
-		guards:    db.Collection("guards"),
-		jobs:      db.Collection("jobs"),
-		txns:      db.Collection("txns"),
-		timeout:   o.Timeout,
+		client:      client,
+		db:          db,
+		resources:   db.Collection("resources"),
+		history:     db.Collection("history"),
+		counters:    db.Collection("counters"),
+		guards:      db.Collection("guards"),
+		jobs:        db.Collection("jobs"),
+		txns:        db.Collection("txns"),
+		exports:     db.Collection("exports"),
+		exportFiles: db.Collection("export_files"),
+		timeout:     o.Timeout,
 
 		indexer:     o.Indexer,
 		txnDeadline: o.TxnDeadline,
@@ -201,6 +207,9 @@ var indexes = map[string][]IndexSpec{
 		{Name: "state", Keys: bson.D{{Key: "state", Value: 1}}},
 	},
 	"jobs": {
+		{Name: "created", Keys: bson.D{{Key: "created", Value: 1}, {Key: "_id", Value: 1}}},
+	},
+	"exports": {
 		{Name: "created", Keys: bson.D{{Key: "created", Value: 1}, {Key: "_id", Value: 1}}},
 	},
 }
