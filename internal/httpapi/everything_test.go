@@ -335,7 +335,11 @@ func TestPatientEverything(t *testing.T) {
 		}
 		// A cursor of another patient's $everything is not one of this one.
 		first := e.get("/fhir/Patient/" + patients[1] + "/$everything?_count=1").json(t)
-		for _, l := range first["link"].([]any) {
+		links, ok := first["link"].([]any)
+		if !ok {
+			t.Fatalf("no links: %v", first)
+		}
+		for _, l := range links {
 			if l := l.(map[string]any); l["relation"] == "next" {
 				u, _ := url.Parse(l["url"].(string))
 				path := fmt.Sprintf("/fhir/Patient/%s/$everything?_count=1&_page=%s", id, url.QueryEscape(u.Query().Get("_page")))

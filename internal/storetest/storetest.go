@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/event"
 
@@ -86,6 +87,11 @@ func OpenWith(t testing.TB, db string, o store.Options) *store.Store {
 	t.Helper()
 	o.URI, o.Embedded = URI(t)
 	o.Database = db
+	if o.Timeout == 0 {
+		// Under -race on a shared machine a scan of the embedded store
+		// can take many seconds; only a stuck command should time out.
+		o.Timeout = 2 * time.Minute
+	}
 	s, err := store.Open(context.Background(), o)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
