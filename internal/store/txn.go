@@ -166,11 +166,17 @@ func (s *Store) CommitTxn(ctx context.Context, recs []*Record) error {
 	if err := s.commitTxn(ctx, t); err != nil {
 		return err
 	}
-	// Committed: whatever fails now, recovery rolls it forward.
+	// Committed: whatever fails now, recovery rolls it forward. A failed
+	// roll-forward is tried again at once, so that the writer's next read
+	// sees its versions without waiting for recovery.
 	err = s.hook(StageCommit)
-	if err == nil {
-		if err = s.projectAll(ctx, recs); err == nil {
+	for attempt := 0; err == nil && attempt < 3; attempt++ {
+		if err = s.projectAll(context.WithoutCancel(ctx), recs); err == nil {
 			err = s.hook(StageProject)
+			break
+		}
+		if !errors.Is(err, ErrSimulatedCrash) && attempt < 2 {
+			err = nil
 		}
 	}
 	if errors.Is(err, ErrSimulatedCrash) {
