@@ -170,13 +170,14 @@ func (s *Store) CommitTxn(ctx context.Context, recs []*Record) error {
 	// roll-forward is tried again at once, so that the writer's next read
 	// sees its versions without waiting for recovery.
 	err = s.hook(StageCommit)
-	for attempt := 0; err == nil && attempt < 3; attempt++ {
-		if err = s.projectAll(context.WithoutCancel(ctx), recs); err == nil {
-			err = s.hook(StageProject)
-			break
+	if err == nil {
+		for attempt := 0; attempt < 3; attempt++ {
+			if err = s.projectAll(context.WithoutCancel(ctx), recs); err == nil {
+				break
+			}
 		}
-		if !errors.Is(err, ErrSimulatedCrash) && attempt < 2 {
-			err = nil
+		if err == nil {
+			err = s.hook(StageProject)
 		}
 	}
 	if errors.Is(err, ErrSimulatedCrash) {
