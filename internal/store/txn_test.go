@@ -77,20 +77,24 @@ func all(recs []*store.Record) visibleState {
 	return visibleState{Current: ids(recs), Versions: ids(recs), Changes: ids(recs)}
 }
 
+// txnStages are the stages of a transaction and whether it is visible
+// when it stops after each.
+var txnStages = []struct {
+	stage   string
+	visible bool
+}{
+	{store.StageSequence, false},
+	{store.StageIntent, false},
+	{store.StageHistory, false},
+	{store.StageCommit, true},
+	{store.StageProject, true},
+}
+
 // A store error at any stage before the commit point leaves nothing
 // visible, and the change log moves on past the transaction's numbers;
 // after the commit point the transaction is whole.
 func TestTxnStoreErrorAtEachStage(t *testing.T) {
-	for _, tc := range []struct {
-		stage   string
-		visible bool
-	}{
-		{store.StageSequence, false},
-		{store.StageIntent, false},
-		{store.StageHistory, false},
-		{store.StageCommit, true},
-		{store.StageProject, true},
-	} {
+	for _, tc := range txnStages {
 		t.Run(tc.stage, func(t *testing.T) {
 			_, db := storetest.Open(t, nil)
 			injected := errors.New("injected store failure")
@@ -144,16 +148,7 @@ func boolInt(b bool) int64 {
 // A writer that dies at any stage leaves nothing visible before the
 // commit point and everything after it once another client recovers.
 func TestTxnCrashAndRecovery(t *testing.T) {
-	for _, tc := range []struct {
-		stage   string
-		visible bool
-	}{
-		{store.StageSequence, false},
-		{store.StageIntent, false},
-		{store.StageHistory, false},
-		{store.StageCommit, true},
-		{store.StageProject, true},
-	} {
+	for _, tc := range txnStages {
 		t.Run(tc.stage, func(t *testing.T) {
 			_, db := storetest.Open(t, nil)
 			s := storetest.OpenWith(t, db, store.Options{TxnHook: func(stage string) error {
