@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -136,19 +137,13 @@ func (a *api) update(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	ifMatch, err := parseIfMatch(c)
-	if err != nil {
-		return err
-	}
-	res, err := a.parse(c, typ)
-	if err != nil {
-		return err
-	}
-	out, err := a.Resources.Update(c.Request.Context(), typ, id, res, ifMatch)
-	if err != nil {
-		return err
-	}
-	return a.written(c, out)
+	return a.write(c, a.written, func(ctx context.Context, ifMatch *int64) (*resource.Outcome, error) {
+		res, err := a.parse(c, typ)
+		if err != nil {
+			return nil, err
+		}
+		return a.Resources.Update(ctx, typ, id, res, ifMatch)
+	})
 }
 
 func (a *api) conditionalUpdate(c *gin.Context) error {
@@ -156,19 +151,13 @@ func (a *api) conditionalUpdate(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	ifMatch, err := parseIfMatch(c)
-	if err != nil {
-		return err
-	}
-	res, err := a.parse(c, typ)
-	if err != nil {
-		return err
-	}
-	out, err := a.Resources.ConditionalUpdate(c.Request.Context(), res, crit, ifMatch)
-	if err != nil {
-		return err
-	}
-	return a.written(c, out)
+	return a.write(c, a.written, func(ctx context.Context, ifMatch *int64) (*resource.Outcome, error) {
+		res, err := a.parse(c, typ)
+		if err != nil {
+			return nil, err
+		}
+		return a.Resources.ConditionalUpdate(ctx, res, crit, ifMatch)
+	})
 }
 
 // patchBody reads the body as a patch in the format of its Content-Type.
@@ -185,19 +174,13 @@ func (a *api) patchInstance(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	ifMatch, err := parseIfMatch(c)
-	if err != nil {
-		return err
-	}
-	p, err := a.patchBody(c)
-	if err != nil {
-		return err
-	}
-	out, err := a.Resources.Patch(c.Request.Context(), typ, id, p, ifMatch)
-	if err != nil {
-		return err
-	}
-	return a.written(c, out)
+	return a.write(c, a.written, func(ctx context.Context, ifMatch *int64) (*resource.Outcome, error) {
+		p, err := a.patchBody(c)
+		if err != nil {
+			return nil, err
+		}
+		return a.Resources.Patch(ctx, typ, id, p, ifMatch)
+	})
 }
 
 func (a *api) conditionalPatch(c *gin.Context) error {
@@ -205,19 +188,13 @@ func (a *api) conditionalPatch(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	ifMatch, err := parseIfMatch(c)
-	if err != nil {
-		return err
-	}
-	p, err := a.patchBody(c)
-	if err != nil {
-		return err
-	}
-	out, err := a.Resources.ConditionalPatch(c.Request.Context(), p, crit, ifMatch)
-	if err != nil {
-		return err
-	}
-	return a.written(c, out)
+	return a.write(c, a.written, func(ctx context.Context, ifMatch *int64) (*resource.Outcome, error) {
+		p, err := a.patchBody(c)
+		if err != nil {
+			return nil, err
+		}
+		return a.Resources.ConditionalPatch(ctx, p, crit, ifMatch)
+	})
 }
 
 func (a *api) delete(c *gin.Context) error {
@@ -225,15 +202,9 @@ func (a *api) delete(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	ifMatch, err := parseIfMatch(c)
-	if err != nil {
-		return err
-	}
-	out, err := a.Resources.Delete(c.Request.Context(), typ, id, ifMatch)
-	if err != nil {
-		return err
-	}
-	return a.deleted(c, out)
+	return a.write(c, a.deleted, func(ctx context.Context, ifMatch *int64) (*resource.Outcome, error) {
+		return a.Resources.Delete(ctx, typ, id, ifMatch)
+	})
 }
 
 func (a *api) conditionalDelete(c *gin.Context) error {
@@ -246,6 +217,20 @@ func (a *api) conditionalDelete(c *gin.Context) error {
 		return err
 	}
 	return a.deleted(c, out)
+}
+
+// write is what the update, patch and delete handlers share: the If-Match
+// precondition (checked before the body is read), the write, the response.
+func (a *api) write(c *gin.Context, respond func(*gin.Context, *resource.Outcome) error, do func(ctx context.Context, ifMatch *int64) (*resource.Outcome, error)) error {
+	ifMatch, err := parseIfMatch(c)
+	if err != nil {
+		return err
+	}
+	out, err := do(c.Request.Context(), ifMatch)
+	if err != nil {
+		return err
+	}
+	return respond(c, out)
 }
 
 func (a *api) deleted(c *gin.Context, out *resource.Outcome) error {
