@@ -30,6 +30,9 @@ type Config struct {
 	// ExportRetention is how long bulk export files are kept after the
 	// export finished.
 	ExportRetention time.Duration `env:"KAPFHIR_EXPORT_RETENTION" envDefault:"24h"`
+	// KAPRules is the clinic's rules file (kap.LoadRules); empty: the
+	// defaults of docs/kap-rules.md.
+	KAPRules string `env:"KAPFHIR_KAP_RULES"`
 }
 
 // maxBody keeps a stored version under MongoDB's 16 MiB document limit,

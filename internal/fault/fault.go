@@ -18,7 +18,7 @@ type Kind int
 const (
 	Internal             Kind = iota // 500: a bug or an unexpected store failure
 	Invalid                          // 400: the request cannot be parsed (syntax, unknown element, bad primitive)
-	Unprocessable                    // 422: parsed, but breaks a FHIR rule (cardinality, choice, reference)
+	Unprocessable                    // 422: parsed, but breaks a FHIR rule (cardinality, choice, reference) or a clinic rule (internal/kap)
 	NotFound                         // 404: unknown type, id or version
 	Gone                             // 410: deleted
 	MethodNotAllowed                 // 405
@@ -64,12 +64,25 @@ var issueCode = map[Kind]string{
 	NotModified:          "informational",
 }
 
-// Issue is one OperationOutcome.issue.
+// Issue is one OperationOutcome.issue (fields in the FHIR element order).
 type Issue struct {
-	Severity    string   `json:"severity"`
-	Code        string   `json:"code"`
-	Diagnostics string   `json:"diagnostics,omitempty"`
-	Expression  []string `json:"expression,omitempty"`
+	Severity    string           `json:"severity"`
+	Code        string           `json:"code"`
+	Details     *CodeableConcept `json:"details,omitempty"`
+	Diagnostics string           `json:"diagnostics,omitempty"`
+	Expression  []string         `json:"expression,omitempty"`
+}
+
+// CodeableConcept is issue.details: a machine-readable reason, such as the
+// code of the clinic rule that refused a request.
+type CodeableConcept struct {
+	Coding []Coding `json:"coding"`
+}
+
+// Coding is one code of a CodeableConcept.
+type Coding struct {
+	System string `json:"system"`
+	Code   string `json:"code"`
 }
 
 // Error is an error with a Kind and the issues to report.

@@ -16,6 +16,10 @@ func TestStatusAndOutcome(t *testing.T) {
 			`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"structure","diagnostics":"bad date","expression":["Patient.birthDate"]}]}`},
 		{New(Unprocessable, "Observation.status", "missing").WithCode("required"), 422,
 			`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"required","diagnostics":"missing","expression":["Observation.status"]}]}`},
+		{&Error{Kind: Unprocessable, Issues: []Issue{{Severity: "error", Code: "business-rule",
+			Details:     &CodeableConcept{Coding: []Coding{{System: "https://kapfhir.org/fhir/CodeSystem/kap", Code: "dosing.escort-required"}}},
+			Diagnostics: "no escort", Expression: []string{"escort"}}}}, 422,
+			`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"business-rule","details":{"coding":[{"system":"https://kapfhir.org/fhir/CodeSystem/kap","code":"dosing.escort-required"}]},"diagnostics":"no escort","expression":["escort"]}]}`},
 		{fmt.Errorf("context: %w", New(Gone, "", "deleted")), 410,
 			`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"deleted","diagnostics":"deleted"}]}`},
 		// A plain error is internal; its text never reaches the client.
