@@ -36,7 +36,8 @@ func (s *Service) ConditionalCreate(ctx context.Context, res *fhir.Resource, c *
 // match (several: 412), or else a guard keyed by c that the caller now
 // holds, whose Target is the new resource it is to create. One claimant of
 // a key wins the guard; the others wait until the holder's resource
-// matches and return it, and replace a holder that is gone (abandoned). A
+// matches and return it, and take over from a holder that is gone
+// (abandoned) with a compare-and-set on the holder's target. A
 // holder that does not create its resource must release the guard; one
 // that did leaves it, for the waiters to find the resource.
 func (s *Service) claim(ctx context.Context, c *search.Request) (*Outcome, *store.Guard, error) {
@@ -53,14 +54,16 @@ func (s *Service) claim(ctx context.Context, c *search.Request) (*Outcome, *stor
 		if claimed {
 			return nil, g, nil
 		}
-		if held != nil && s.abandoned(ctx, held) && s.takeOver(ctx, held, *g) {
-			// The holder's resource exists and may match after all.
-			found, err := s.single(ctx, c)
-			if err != nil || found != nil {
-				s.release(ctx, g)
+		if held != nil && s.abandoned(ctx, held) {
+			// The holder may have committed since the first look (its
+			// resource exists): then that matches, unless it was changed
+			// since, and the guard stays with it.
+			if found, err := s.single(ctx, c); err != nil || found != nil {
 				return found, nil, err
 			}
-			return nil, g, nil
+			if s.takeOver(ctx, held, *g) {
+				return nil, g, nil
+			}
 		}
 		if time.Now().After(deadline) {
 			return nil, nil, fault.New(fault.Conflict, "", "a concurrent conditional create with the same criteria did not finish; try again")
