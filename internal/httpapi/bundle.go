@@ -171,33 +171,42 @@ func (a *api) transaction(c *gin.Context, b *fhir.Bundle) ([]*entry, error) {
 		entries[i] = e
 	}
 	sorted := order(entries)
-	ids := map[string]string{} // fullUrl -> Type/id
 	var ops []*resource.Op
 	var writes []*entry
+	fullURLs := map[string]bool{}
 	for _, e := range sorted {
 		if e.method == "GET" || e.method == "HEAD" {
 			continue
 		}
 		op, err := a.opOf(e)
-		if err == nil {
-			err = a.Resources.Resolve(ctx, op)
-		}
 		if err != nil {
 			return nil, locate(err, e.expr)
 		}
 		if e.fullURL != "" && e.method != "DELETE" {
-			if _, dup := ids[e.fullURL]; dup {
+			if fullURLs[e.fullURL] {
 				return nil, fault.New(fault.Invalid, e.expr+".fullUrl", "fullUrl %q appears twice", e.fullURL)
 			}
-			id := op.ID
-			if op.Outcome != nil && op.Outcome.Record != nil {
-				id = op.Outcome.Record.ID // a conditional create that matched
-			}
-			ids[e.fullURL] = op.Type + "/" + id
+			fullURLs[e.fullURL] = true
 		}
 		e.op = op
 		ops = append(ops, op)
 		writes = append(writes, e)
+	}
+	// Conditional creates hold guards from Resolve until the commit; a
+	// transaction that fails gives them back (a committed one keeps them).
+	defer a.Resources.Release(ctx, ops)
+	if err := a.Resources.Resolve(ctx, ops); err != nil {
+		return nil, opFailure(err, writes)
+	}
+	ids := map[string]string{} // fullUrl -> Type/id
+	for _, e := range writes {
+		if e.fullURL != "" && e.method != "DELETE" {
+			id := e.op.ID
+			if e.op.Outcome != nil && e.op.Outcome.Record != nil {
+				id = e.op.Outcome.Record.ID // a conditional create that matched
+			}
+			ids[e.fullURL] = e.op.Type + "/" + id
+		}
 	}
 	refs := &resolver{a: a, ctx: ctx, ids: ids, writes: writes, cache: map[string]string{}}
 	for _, e := range writes {
@@ -212,10 +221,7 @@ func (a *api) transaction(c *gin.Context, b *fhir.Bundle) ([]*entry, error) {
 		}
 	}
 	if err := a.Resources.Apply(ctx, ops); err != nil {
-		if oe, ok := err.(*resource.OpError); ok {
-			return nil, locate(oe.Err, writes[oe.Op].expr)
-		}
-		return nil, err
+		return nil, opFailure(err, writes)
 	}
 	for _, e := range writes {
 		e.resp = a.writeResponse(c, e.op)
@@ -226,6 +232,14 @@ func (a *api) transaction(c *gin.Context, b *fhir.Bundle) ([]*entry, error) {
 		}
 	}
 	return entries, nil
+}
+
+// opFailure names the entry of an *resource.OpError.
+func opFailure(err error, writes []*entry) error {
+	if oe, ok := err.(*resource.OpError); ok {
+		return locate(oe.Err, writes[oe.Op].expr)
+	}
+	return err
 }
 
 // opOf turns a write entry into a transaction op.

@@ -19,36 +19,77 @@ func (s *Service) Match(ctx context.Context, c *search.Request) ([]*store.Record
 }
 
 // ConditionalCreate creates res unless a resource matches c. Concurrent
-// calls with the same criteria create one resource: a guard document keyed
-// by the criteria admits one creator, the others wait for its commit.
+// calls with the same criteria create one resource (see claim).
 func (s *Service) ConditionalCreate(ctx context.Context, res *fhir.Resource, c *search.Request) (*Outcome, error) {
+	found, g, err := s.claim(ctx, c)
+	if err != nil || found != nil {
+		return found, err
+	}
+	out, err := s.create(ctx, c.Type, guardID(g), res)
+	if err != nil {
+		s.release(ctx, g)
+	}
+	return out, err
+}
+
+// claim settles a conditional create by the criteria c: the one current
+// match (several: 412), or else a guard keyed by c that the caller now
+// holds, whose Target is the new resource it is to create. One claimant of
+// a key wins the guard; the others wait until the holder's resource
+// matches and return it, and take over from a holder that is gone
+// (abandoned) with a compare-and-set on the holder's target. A
+// holder that does not create its resource must release the guard; one
+// that did leaves it, for the waiters to find the resource.
+func (s *Service) claim(ctx context.Context, c *search.Request) (*Outcome, *store.Guard, error) {
 	deadline := time.Now().Add(s.guardWait)
 	for attempt := 0; ; attempt++ {
 		if found, err := s.single(ctx, c); err != nil || found != nil {
-			return found, err
+			return found, nil, err
 		}
-		id := NewID()
-		g := store.Guard{Key: c.Canonical, Target: store.Key(c.Type, id), Since: s.now().UTC()}
-		held, claimed, err := s.store.ClaimGuard(ctx, g)
+		g := &store.Guard{Key: c.Canonical, Target: store.Key(c.Type, NewID()), Since: s.now().UTC()}
+		held, claimed, err := s.store.ClaimGuard(ctx, *g)
 		if err != nil && !isRetry(err) {
-			return nil, err
+			return nil, nil, err
 		}
 		if claimed {
-			return s.create(ctx, c.Type, id, res)
+			return nil, g, nil
 		}
-		if held != nil && s.abandoned(ctx, held) && s.takeOver(ctx, held, g) {
-			// The holder's resource exists and may match after all.
+		if held != nil && s.abandoned(ctx, held) {
+			// The holder may have committed since the first look (its
+			// resource exists): then that matches, unless it was changed
+			// since, and the guard stays with it.
 			if found, err := s.single(ctx, c); err != nil || found != nil {
-				return found, err
+				return found, nil, err
 			}
-			return s.create(ctx, c.Type, id, res)
+			if s.takeOver(ctx, held, *g) {
+				return nil, g, nil
+			}
 		}
 		if time.Now().After(deadline) {
-			return nil, fault.New(fault.Conflict, "", "a concurrent conditional create with the same criteria did not finish; try again")
+			return nil, nil, fault.New(fault.Conflict, "", "a concurrent conditional create with the same criteria did not finish; try again")
 		}
 		if err := backoff(ctx, attempt); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+	}
+}
+
+// guardID is the id of the resource g's holder creates.
+func guardID(g *store.Guard) string {
+	_, id, _ := strings.Cut(g.Target, "/")
+	return id
+}
+
+// release gives g up after its holder failed to create, so that competing
+// creators need not wait for it to be judged abandoned. When the target
+// was written after all (a commit whose answer was lost, a failure after
+// the commit) or the store cannot tell, the guard stays: the competitors
+// then find that resource, or judge the guard abandoned in time.
+func (s *Service) release(ctx context.Context, g *store.Guard) {
+	ctx = context.WithoutCancel(ctx) // a client gone is no reason to keep others waiting
+	typ, _, _ := strings.Cut(g.Target, "/")
+	if _, err := s.store.Version(ctx, typ, guardID(g), 1); fault.Is(err, fault.NotFound) {
+		_ = s.store.ReleaseGuard(ctx, *g) // if it fails, the abandonment rules still apply
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/fault"
@@ -28,62 +29,125 @@ type Op struct {
 	// to be written (a conditional create that matched, a conditional
 	// delete of nothing), by Apply otherwise.
 	Outcome *Outcome
-	fresh   bool // the id was just made: nothing to read
+	fresh   bool         // the id was just made: nothing to read
+	guard   *store.Guard // held for a conditional create until it commits
 }
 
-// Resolve settles op's target from the current state: a new id for a
-// create, the one match of conditional criteria (several: 412).
-func (s *Service) Resolve(ctx context.Context, op *Op) error {
+// Resolve settles the targets of ops from the current state: a new id for
+// a create, the one match of conditional criteria (several: 412). A
+// conditional create (a POST with criteria, a PUT whose criteria match
+// nothing and whose body has no id) claims the guard of its criteria as a
+// single one does (claim); the guards are claimed after the other ops are
+// resolved, in criteria order, so that transactions waiting for each
+// other's guards cannot deadlock. Once Resolve is called, the caller must
+// Release the ops if the transaction does not commit. A failure that
+// belongs to one op comes back as an *OpError.
+func (s *Service) Resolve(ctx context.Context, ops []*Op) error {
+	var creates []int
+	for i, op := range ops {
+		create, err := s.resolve(ctx, op)
+		if err != nil {
+			return &OpError{i, err}
+		}
+		if create {
+			creates = append(creates, i)
+		}
+	}
+	slices.SortStableFunc(creates, func(a, b int) int {
+		return strings.Compare(ops[a].Criteria.Canonical, ops[b].Criteria.Canonical)
+	})
+	for n, i := range creates {
+		if n > 0 {
+			// Claiming the same key twice would wait for itself.
+			if prev := ops[creates[n-1]]; prev.guard != nil && prev.Criteria.Canonical == ops[i].Criteria.Canonical {
+				return &OpError{i, fault.New(fault.Invalid, "", "another entry of the transaction creates a %s under the same conditional criteria", ops[i].Type)}
+			}
+		}
+		if err := s.resolveCreate(ctx, ops[i]); err != nil {
+			return &OpError{i, err}
+		}
+	}
+	return nil
+}
+
+// resolve settles op, or reports that it is a conditional create, which
+// resolveCreate settles.
+func (s *Service) resolve(ctx context.Context, op *Op) (create bool, err error) {
 	switch op.Method {
 	case "POST":
 		if op.Criteria != nil {
-			found, err := s.single(ctx, op.Criteria)
-			if err != nil || found != nil {
-				op.Outcome = found
-				return err
-			}
+			return true, nil
 		}
 		op.ID, op.fresh = NewID(), true
 		op.Resource.SetID(op.ID)
-		return nil
+		return false, nil
 	case "PUT":
 		if op.Criteria == nil {
-			return checkBodyID(op.Type, op.ID, op.Resource)
+			return false, checkBodyID(op.Type, op.ID, op.Resource)
+		}
+		if op.Resource.ID() == "" {
+			return true, nil // as ConditionalUpdate: the match, else a create
 		}
 		found, err := s.single(ctx, op.Criteria)
 		switch {
 		case err != nil:
-			return err
-		case found != nil:
-			if id := op.Resource.ID(); id != "" && id != found.Record.ID {
-				return fault.New(fault.Invalid, op.Type+".id", "the resource id %q is not the id of the resource the criteria match", id)
-			}
-			op.ID = found.Record.ID
-		case op.Resource.ID() != "":
-			op.ID = op.Resource.ID()
-		default:
-			op.ID, op.fresh = NewID(), true
+			return false, err
+		case found != nil && found.Record.ID != op.Resource.ID():
+			return false, fault.New(fault.Invalid, op.Type+".id", "the resource id %q is not the id of the resource the criteria match", op.Resource.ID())
 		}
-		op.Resource.SetID(op.ID)
-		return nil
+		op.ID = op.Resource.ID() // the match, or an update-as-create of the client's id
+		return false, nil
 	case "PATCH":
-		return s.resolvePatch(ctx, op)
+		return false, s.resolvePatch(ctx, op)
 	case "DELETE":
 		if op.Criteria == nil {
-			return nil
+			return false, nil
 		}
 		found, err := s.single(ctx, op.Criteria)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if found == nil {
 			op.Outcome = &Outcome{NoOp: true}
-			return nil
+			return false, nil
 		}
 		op.ID = found.Record.ID
-		return nil
+		return false, nil
 	}
-	return fault.New(fault.Invalid, "", "method %s cannot be part of a transaction write", op.Method)
+	return false, fault.New(fault.Invalid, "", "method %s cannot be part of a transaction write", op.Method)
+}
+
+// resolveCreate settles a conditional create: a POST that matches is
+// decided (nothing to write), a PUT that matches updates the match, and
+// otherwise op creates the id of the guard it now holds.
+func (s *Service) resolveCreate(ctx context.Context, op *Op) error {
+	found, g, err := s.claim(ctx, op.Criteria)
+	switch {
+	case err != nil:
+		return err
+	case found == nil:
+		op.ID, op.fresh, op.guard = guardID(g), true, g
+	case op.Method == "POST":
+		op.Outcome = found
+		return nil
+	default:
+		op.ID = found.Record.ID
+	}
+	op.Resource.SetID(op.ID)
+	return nil
+}
+
+// Release gives up the guards that ops claimed in Resolve for creates
+// that were not committed, so that competing creators go on at once. Apply
+// keeps the guards of the creates it committed: they lead competitors to
+// the new resources. Safe to call after a successful Apply (no-op).
+func (s *Service) Release(ctx context.Context, ops []*Op) {
+	for _, op := range ops {
+		if op.guard != nil {
+			s.release(ctx, op.guard)
+			op.guard = nil
+		}
+	}
 }
 
 // resolvePatch applies a PATCH op's patch to the current version of its
@@ -200,6 +264,9 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 			return fault.New(fault.Conflict, "", "a resource of the transaction was changed by another writer meanwhile; nothing was stored, try again")
 		}
 		return err
+	}
+	for _, op := range ops {
+		op.guard = nil // committed: the guard stays with the resource
 	}
 	for _, i := range written {
 		if ops[i].Type == "SearchParameter" {

@@ -55,3 +55,13 @@ func (s *Store) TakeOverGuard(ctx context.Context, old *Guard, g Guard) (bool, e
 	}
 	return res.ModifiedCount == 1, nil
 }
+
+// ReleaseGuard deletes g if it still names g.Target, so that a holder that
+// did not create gives the criteria back at once. A guard taken over
+// meanwhile belongs to its new holder and stays.
+func (s *Store) ReleaseGuard(ctx context.Context, g Guard) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	_, err := s.guards.DeleteOne(ctx, bson.D{{Key: "_id", Value: g.Key}, {Key: "target", Value: g.Target}})
+	return storeErr(err, "release conditional-create guard")
+}

@@ -9,7 +9,7 @@
 //   - resources: the current version of each resource, _id "Type/id", a
 //     projection of history that is rolled forward with a version condition.
 //   - counters: the change-log sequence.
-//   - guards: one document per conditional-create criteria in flight.
+//   - guards: one document per conditional-create criteria claimed (see Guard).
 //   - jobs: background reindex jobs (see Job).
 //   - exports, export_files: bulk export jobs and their output (see ExportJob).
 package store

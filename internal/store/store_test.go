@@ -197,4 +197,17 @@ func TestGuards(t *testing.T) {
 	if ok, _ := s.TakeOverGuard(ctx, held, g2); ok {
 		t.Fatal("second take over of the same holder succeeded")
 	}
+	// The holder that was taken over cannot release its successor's guard.
+	if err := s.ReleaseGuard(ctx, g); err != nil {
+		t.Fatalf("release by the old holder: %v", err)
+	}
+	if held, ok, _ := s.ClaimGuard(ctx, g); ok || held == nil || held.Target != g2.Target {
+		t.Fatalf("after the old holder's release: %+v %v, want the guard of %s", held, ok, g2.Target)
+	}
+	if err := s.ReleaseGuard(ctx, g2); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if _, ok, err := s.ClaimGuard(ctx, g); !ok || err != nil {
+		t.Fatalf("claim after release: %v %v", ok, err)
+	}
 }
