@@ -112,14 +112,17 @@ func (s *Service) single(ctx context.Context, c *search.Request) (*Outcome, erro
 
 // abandoned reports whether the guard's holder will not create a matching
 // resource: its resource exists (so it no longer matches, or was deleted),
-// or it never appeared within the writers' time limit.
+// or it never appeared within the writers' time limit. A holder may be a
+// transaction, which is decided (aborted, or rolled forward by recovery)
+// within two transaction deadlines of its start: only after that can its
+// resource no longer appear.
 func (s *Service) abandoned(ctx context.Context, g *store.Guard) bool {
 	typ, id, _ := strings.Cut(g.Target, "/")
 	_, err := s.store.Current(ctx, typ, id)
 	if err == nil {
 		return true
 	}
-	return fault.Is(err, fault.NotFound) && s.now().Sub(g.Since) > s.guardWait
+	return fault.Is(err, fault.NotFound) && s.now().Sub(g.Since) > s.guardWait+2*s.store.TxnDeadline()
 }
 
 func (s *Service) takeOver(ctx context.Context, held *store.Guard, g store.Guard) bool {

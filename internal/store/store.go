@@ -268,6 +268,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close disconnects.
 func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
 
+// TxnDeadline is how long a transaction may stay pending (Options.TxnDeadline).
+func (s *Store) TxnDeadline() time.Duration { return s.txnDeadline }
+
 // Drop removes the database; tests use it to clean up.
 func (s *Store) Drop(ctx context.Context) error { return s.db.Drop(ctx) }
 
