@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -403,4 +404,21 @@ func anyCode(cs []codeableConcept, system string) string {
 		}
 	}
 	return ""
+}
+
+// checkWhen accepts a date or a date and time (Period.start, onset).
+func checkWhen(expr, v string, required bool) error {
+	if dateRE.MatchString(v) {
+		return nil
+	}
+	return checkDateTime(expr, v, required)
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -1,6 +1,9 @@
 package mappings
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 const sysV20203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
@@ -185,7 +188,7 @@ func (m *Mapper) TeamMemberToFHIR(tm TeamMember) ([]Resource, error) {
 	if tm.Taxonomy != "" {
 		tax := find(role.Taxonomies, func(c *Coding) bool { return c.Code == tm.Taxonomy })
 		if tax == nil {
-			return nil, invalid("taxonomy", "taxonomy %q is not a NUCC code for the role %s (allowed: %s)", tm.Taxonomy, tm.Role, keys(role.Taxonomies, func(c *Coding) string { return c.Code }))
+			return nil, invalid("taxonomy", "taxonomy %q is not a NUCC code for the role %s (allowed: %s)", tm.Taxonomy, tm.Role, strings.Join(keys(role.Taxonomies, func(c *Coding) string { return c.Code }), ", "))
 		}
 		codes = append(codes, Coding{System: sysNUCC, Code: tax.Code, Display: tax.Display})
 	}

@@ -334,8 +334,8 @@ func (t *tables) isSUD(icd10 string) bool {
 	return cat >= t.sudFrom && cat <= t.sudTo
 }
 
-// keys lists the keys of rows, for error messages.
-func keys[T any](rows []T, key func(*T) string) string {
+// keys lists the distinct keys of rows.
+func keys[T any](rows []T, key func(*T) string) []string {
 	var seen []string
 	for i := range rows {
 		k := key(&rows[i])
@@ -343,7 +343,7 @@ func keys[T any](rows []T, key func(*T) string) string {
 			seen = append(seen, k)
 		}
 	}
-	return strings.Join(seen, ", ")
+	return seen
 }
 
 func contains(list []string, s string) bool {
