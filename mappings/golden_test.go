@@ -67,12 +67,14 @@ func strictDecode(b []byte, v any) error {
 // cases are keyed by the prefix of the testdata files: kap/<type>-*.json.
 func cases() map[string]kapCase {
 	return map[string]kapCase{
-		"client":      mapping(func(m *Mapper, v Client, _ Labels) ([]Resource, error) { return m.ClientToFHIR(v) }, (*Mapper).ClientFromFHIR),
-		"team":        mapping(func(m *Mapper, v TeamMember, _ Labels) ([]Resource, error) { return m.TeamMemberToFHIR(v) }, (*Mapper).TeamMemberFromFHIR),
-		"escort":      mapping((*Mapper).EscortToFHIR, (*Mapper).EscortFromFHIR),
-		"program":     mapping(func(m *Mapper, v Program, _ Labels) ([]Resource, error) { return m.ProgramToFHIR(v) }, (*Mapper).ProgramFromFHIR),
-		"session":     mapping((*Mapper).SessionToFHIR, (*Mapper).SessionFromFHIR),
-		"measurement": mapping((*Mapper).MeasurementToFHIR, (*Mapper).MeasurementFromFHIR),
+		"client":         mapping(func(m *Mapper, v Client, _ Labels) ([]Resource, error) { return m.ClientToFHIR(v) }, (*Mapper).ClientFromFHIR),
+		"team":           mapping(func(m *Mapper, v TeamMember, _ Labels) ([]Resource, error) { return m.TeamMemberToFHIR(v) }, (*Mapper).TeamMemberFromFHIR),
+		"escort":         mapping((*Mapper).EscortToFHIR, (*Mapper).EscortFromFHIR),
+		"program":        mapping(func(m *Mapper, v Program, _ Labels) ([]Resource, error) { return m.ProgramToFHIR(v) }, (*Mapper).ProgramFromFHIR),
+		"session":        mapping((*Mapper).SessionToFHIR, (*Mapper).SessionFromFHIR),
+		"measurement":    mapping((*Mapper).MeasurementToFHIR, (*Mapper).MeasurementFromFHIR),
+		"prescription":   mapping((*Mapper).PrescriptionToFHIR, (*Mapper).PrescriptionFromFHIR),
+		"administration": mapping((*Mapper).AdministrationToFHIR, (*Mapper).AdministrationFromFHIR),
 	}
 }
 

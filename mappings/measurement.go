@@ -234,7 +234,9 @@ func (m *Mapper) measurementObservations(ms Measurement, l Labels) ([]observatio
 		if unit == "" {
 			unit = v.Unit
 		}
-		q := func(val json.Number) *quantity { return &quantity{Value: val, Unit: unit, System: sysUCUM, Code: v.Unit} }
+		q := func(val json.Number) *quantity {
+			return &quantity{Value: val, Unit: unit, System: sysUCUM, Code: v.Unit}
+		}
 		if len(v.Components) == 0 {
 			o.ValueQuantity = q(ms.Value)
 		}
