@@ -26,7 +26,7 @@ type Client struct {
 	Name        Name         `json:"name"`
 	Gender      string       `json:"gender"` // male | female | other | unknown
 	BirthDate   string       `json:"birthDate,omitempty"`
-	Identifiers []Identifier `json:"identifiers"`
+	Identifiers []Identifier `json:"identifiers,omitempty"`
 	Phone       string       `json:"phone,omitempty"`
 	Email       string       `json:"email,omitempty"`
 }
@@ -38,7 +38,7 @@ type TeamMember struct {
 	Name        Name         `json:"name"`
 	Role        string       `json:"role"`               // psychotherapist | prescriber | nurse
 	Taxonomy    string       `json:"taxonomy,omitempty"` // NUCC code allowed for the role
-	Identifiers []Identifier `json:"identifiers"`
+	Identifiers []Identifier `json:"identifiers,omitempty"`
 	Phone       string       `json:"phone,omitempty"`
 	Email       string       `json:"email,omitempty"`
 }
