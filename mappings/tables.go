@@ -82,6 +82,7 @@ type product struct {
 	Display    string `json:"display"`
 	Compounded bool   `json:"compounded"`
 	Text       string `json:"text"` // code.text of a compounded product, %s = strength in mg
+	DeviceMg   int    `json:"deviceMg"` // mg per nasal spray device (esketamine), 0 otherwise
 }
 
 type answer struct {
@@ -123,6 +124,7 @@ type component struct {
 
 type vital struct {
 	Vital       string      `json:"vital"`
+	Name        string      `json:"name"` // for notes`
 	Profile     string      `json:"profile"`
 	Code        []Coding    `json:"code"`
 	Unit        string      `json:"unit"`
@@ -161,6 +163,28 @@ type relationship struct {
 	Display      string `json:"display"`
 }
 
+// remsItem is a yes/no answer of the REMS form: a concomitant medication
+// class or an event, with its Observation id suffix and kap code.
+type remsItem struct {
+	Key  string `json:"key"`
+	ID   string `json:"id"`
+	Code string `json:"code"`
+}
+
+type remsTable struct {
+	MinimumMinutes int `json:"minimumMonitoringMinutes"`
+	BP40           struct {
+		From int `json:"from"`
+		To   int `json:"to"`
+	} `json:"bp40"`
+	Doses       []string   `json:"doses"`
+	Concomitant []remsItem `json:"concomitant"`
+	Events      []remsItem `json:"events"`
+	Document    struct {
+		Code string `json:"code"`
+	} `json:"document"`
+}
+
 type tables struct {
 	kapURL   string
 	concepts []concept
@@ -179,6 +203,7 @@ type tables struct {
 	consents     []consentKind
 	purposes     []purpose
 	relations    []relationship
+	rems         remsTable
 
 	secAlways, secSUD, secDemographics []Coding
 	sudFrom, sudTo                     string
@@ -235,7 +260,7 @@ func loadTables() (*tables, error) {
 		"kap": &kap, "sessions": &sessions, "roles": &roles, "routes": &routes,
 		"products": &products, "instruments": &instruments, "vitals": &vitals,
 		"indications": &indications, "consents": &consents, "escorts": &escorts,
-		"security": &security,
+		"security": &security, "rems": &t.rems,
 	} {
 		b, err := tableFiles.ReadFile("tables/" + name + ".json")
 		if err != nil {
@@ -362,11 +387,18 @@ const (
 	kapNoDriving8h   = "no-driving-8h"
 	kapNoDrivingFlag = "no-driving"
 	kapReleased      = "released-to-escort"
+	kapREMSFirst     = "rems-first-treatment"
+	kapREMSEnrolled  = "rems-enrolled"
+	kapMonitoring    = "monitoring-duration"
+	kapReadiness     = "time-to-discharge-readiness"
+	kapVitalsOK      = "vitals-acceptable"
+	kapAdverseEvents = "rems-adverse-events"
 )
 
 // kapCodesUsed lists every kap code the tables and the code refer to.
 func (t *tables) kapCodesUsed() []string {
-	codes := []string{kapProgram, kapTRD, kapNoDriving8h, kapNoDrivingFlag, kapReleased}
+	codes := []string{kapProgram, kapTRD, kapNoDriving8h, kapNoDrivingFlag, kapReleased,
+		kapREMSFirst, kapREMSEnrolled, kapMonitoring, kapReadiness, kapVitalsOK, kapAdverseEvents}
 	for _, k := range t.kinds {
 		codes = append(codes, k.Kap)
 	}
@@ -383,6 +415,10 @@ func (t *tables) kapCodesUsed() []string {
 	for _, f := range t.findings {
 		codes = append(codes, f.Code)
 	}
+	for _, r := range append(append([]remsItem(nil), t.rems.Concomitant...), t.rems.Events...) {
+		codes = append(codes, r.Code)
+	}
+	codes = append(codes, t.rems.Document.Code)
 	for _, c := range t.consents {
 		if c.Provision != "" {
 			codes = append(codes, c.Provision)
