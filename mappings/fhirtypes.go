@@ -197,6 +197,22 @@ type encounterRes struct {
 	Period          *period                `json:"period,omitempty"`
 	ReasonReference []reference            `json:"reasonReference,omitempty"`
 	Hospitalization *hospitalization       `json:"hospitalization,omitempty"`
+	ServiceProvider *reference             `json:"serviceProvider,omitempty"`
+}
+
+type address struct {
+	Text       string   `json:"text,omitempty"`
+	Line       []string `json:"line,omitempty"`
+	City       string   `json:"city,omitempty"`
+	State      string   `json:"state,omitempty"`
+	PostalCode string   `json:"postalCode,omitempty"`
+}
+
+type organizationRes struct {
+	base
+	Name    string         `json:"name,omitempty"`
+	Telecom []contactPoint `json:"telecom,omitempty"`
+	Address []address      `json:"address,omitempty"`
 }
 
 type ratio struct {
@@ -296,6 +312,7 @@ type observationRes struct {
 	Performer            []reference       `json:"performer,omitempty"`
 	ValueQuantity        *quantity         `json:"valueQuantity,omitempty"`
 	ValueCodeableConcept *codeableConcept  `json:"valueCodeableConcept,omitempty"`
+	ValueString          string            `json:"valueString,omitempty"`
 	ValueBoolean         *bool             `json:"valueBoolean,omitempty"`
 	ValueInteger         *int              `json:"valueInteger,omitempty"`
 	HasMember            []reference       `json:"hasMember,omitempty"`
@@ -374,4 +391,36 @@ type flagRes struct {
 	Subject   *reference        `json:"subject,omitempty"`
 	Period    *period           `json:"period,omitempty"`
 	Encounter *reference        `json:"encounter,omitempty"`
+}
+
+type attachment struct {
+	ContentType string `json:"contentType"`
+	Language    string `json:"language,omitempty"`
+	Data        []byte `json:"data"` // base64 in JSON
+	Title       string `json:"title,omitempty"`
+	Creation    string `json:"creation,omitempty"`
+}
+
+type docContent struct {
+	Attachment attachment `json:"attachment"`
+}
+
+type docContext struct {
+	Encounter []reference `json:"encounter,omitempty"`
+	Period    *period     `json:"period,omitempty"`
+	Related   []reference `json:"related,omitempty"`
+}
+
+type documentReferenceRes struct {
+	base
+	Status      string            `json:"status"`
+	DocStatus   string            `json:"docStatus,omitempty"`
+	Type        *codeableConcept  `json:"type,omitempty"`
+	Category    []codeableConcept `json:"category,omitempty"`
+	Subject     *reference        `json:"subject,omitempty"`
+	Date        string            `json:"date,omitempty"`
+	Author      []reference       `json:"author,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Content     []docContent      `json:"content"`
+	Context     *docContext       `json:"context,omitempty"`
 }

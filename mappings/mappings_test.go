@@ -54,6 +54,8 @@ func TestKapCodesInCodeSystem(t *testing.T) {
 	}
 	// The emitted codings, with their displays.
 	files, _ := filepath.Glob("testdata/kap/*.fhir.golden")
+	documents, _ := filepath.Glob("testdata/rems/*.golden")
+	files = append(files, documents...)
 	re := regexp.MustCompile(`"system": "` + regexp.QuoteMeta(m.KapSystem()) + `",\s*"code": "([^"]+)",\s*"display": "([^"]+)"`)
 	seen := 0
 	for _, f := range files {
@@ -202,6 +204,8 @@ func TestInvalid(t *testing.T) {
 		}), "value"},
 		{"weight lexeme", measurement(func(ms *Measurement) { ms.Kind, ms.Items, ms.Value = "weight", nil, "70,5" }), "value"},
 		{"local score range", measurement(func(ms *Measurement) { ms.Kind, ms.Items, ms.Total = "moaas", nil, intp(6) }), "total"},
+		{"bprs below the 18-item minimum", measurement(func(ms *Measurement) { ms.Kind, ms.Items, ms.Total = "bprs", nil, intp(10) }), "total"},
+		{"bprs items", measurement(func(ms *Measurement) { ms.Kind, ms.Total = "bprs", intp(40) }), "items"},
 		{"finding missing", measurement(func(ms *Measurement) { ms.Kind, ms.Items = "discharge-ready", nil }), "finding"},
 		{"cssrs answer", measurement(func(ms *Measurement) { ms.Kind, ms.Items = "cssrs", []int{0, 2, 0, 0, 0, 0, 0} }), "items[1]"},
 		{"consent kind", consent(func(c *Consent) { c.Kind = "research" }), "kind"},

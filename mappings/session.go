@@ -170,7 +170,7 @@ func (m *Mapper) SessionToFHIR(s Session, l Labels) ([]Resource, error) {
 	e.add("Encounter", s.ID, enc)
 
 	rule := m.t.kap(kapNoDriving8h)
-	instruction := fmt.Sprintf("Do not drive, operate machinery or work until %s (%d hours after discharge).", end, m.noDrivingHours)
+	instruction := m.noDrivingInstruction(end)
 	e.add("CarePlan", s.ID+"-discharge", carePlanRes{
 		base: base{ResourceType: "CarePlan", ID: s.ID + "-discharge", Meta: m.meta("us-core-careplan", l),
 			Text: &narrative{Status: "generated", Div: `<div xmlns="http://www.w3.org/1999/xhtml">` + html.EscapeString(instruction) + `</div>`}},
@@ -204,6 +204,12 @@ func (m *Mapper) SessionToFHIR(s Session, l Labels) ([]Resource, error) {
 		e.add("Observation", o.ID, o)
 	}
 	return e.result()
+}
+
+// noDrivingInstruction is the patient-facing discharge instruction, the same
+// in the CarePlan and in the session note.
+func (m *Mapper) noDrivingInstruction(end string) string {
+	return fmt.Sprintf("Do not drive, operate machinery or work until %s (%d hours after discharge).", end, m.noDrivingHours)
 }
 
 func (m *Mapper) encounterParticipant(role string, who *reference, at *period) encounterParticipant {

@@ -81,7 +81,7 @@ type product struct {
 	RxNorm     string `json:"rxnorm"`
 	Display    string `json:"display"`
 	Compounded bool   `json:"compounded"`
-	Text       string `json:"text"` // code.text of a compounded product, %s = strength in mg
+	Text       string `json:"text"`     // code.text of a compounded product, %s = strength in mg
 	DeviceMg   int    `json:"deviceMg"` // mg per nasal spray device (esketamine), 0 otherwise
 }
 
