@@ -460,25 +460,33 @@ func (m *Mapper) checkREMS(f REMSForm) error {
 			return err
 		}
 	}
-	for expr, c := range map[string]*REMSCheck{"vitalsAcceptableBeforeAdministration": f.VitalsBefore, "vitalsAcceptableBeforeCompletion": f.VitalsCompletion} {
-		if c != nil {
-			if err := checkDateTime(expr+".time", c.Time, true); err != nil {
+	// Slices, not maps: the first error reported is always the same.
+	for _, c := range []struct {
+		expr  string
+		check *REMSCheck
+	}{{"vitalsAcceptableBeforeAdministration", f.VitalsBefore}, {"vitalsAcceptableBeforeCompletion", f.VitalsCompletion}} {
+		if c.check != nil {
+			if err := checkDateTime(c.expr+".time", c.check.Time, true); err != nil {
 				return err
 			}
 		}
 	}
-	for expr, v := range map[string]*int{"monitoringMinutes": f.MonitoringMinutes, "minutesToReadiness": f.MinutesToReadiness} {
-		if v != nil && *v < 0 {
-			return invalid(expr, "%s must not be negative", expr)
+	for _, v := range []struct {
+		expr string
+		n    *int
+	}{{"monitoringMinutes", f.MonitoringMinutes}, {"minutesToReadiness", f.MinutesToReadiness}} {
+		if v.n != nil && *v.n < 0 {
+			return invalid(v.expr, "%s must not be negative", v.expr)
 		}
 	}
-	for expr, set := range map[string]struct {
+	for _, set := range []struct {
+		expr    string
 		answers map[string]bool
 		items   []remsItem
-	}{"concomitant": {f.Concomitant, m.t.rems.Concomitant}, "experienced": {f.Experienced, m.t.rems.Events}} {
+	}{{"concomitant", f.Concomitant, m.t.rems.Concomitant}, {"experienced", f.Experienced, m.t.rems.Events}} {
 		allowed := keys(set.items, func(it *remsItem) string { return it.Key })
 		for _, k := range mapKeys(set.answers) {
-			if err := checkEnum(expr+"."+k, k, allowed, true); err != nil {
+			if err := checkEnum(set.expr+"."+k, k, allowed, true); err != nil {
 				return err
 			}
 		}
