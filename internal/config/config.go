@@ -33,6 +33,9 @@ type Config struct {
 	// KAPRules is the clinic's rules file (kap.LoadRules); empty: the
 	// defaults of docs/kap-rules.md.
 	KAPRules string `env:"KAPFHIR_KAP_RULES"`
+	// EHRConfig is the EHR endpoints file (ehr.Load: YAML or JSON,
+	// secrets as env:/file: references); empty: no EHR sync.
+	EHRConfig string `env:"KAPFHIR_EHR_CONFIG"`
 }
 
 // maxBody keeps a stored version under MongoDB's 16 MiB document limit,

@@ -41,3 +41,13 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadPaths(t *testing.T) {
+	c, err := Load(map[string]string{"KAPFHIR_EHR_CONFIG": "/etc/kapfhir/ehr.yaml", "KAPFHIR_KAP_RULES": "/etc/kapfhir/rules.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []string{c.EHRConfig, c.KAPRules}; !cmp.Equal(got, []string{"/etc/kapfhir/ehr.yaml", "/etc/kapfhir/rules.json"}) {
+		t.Errorf("paths %v", got)
+	}
+}
