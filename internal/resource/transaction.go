@@ -17,7 +17,8 @@ type Op struct {
 	Method   string // POST, PUT, PATCH or DELETE
 	Type, ID string // ID: the target; Resolve sets it for a create
 	// Resource is what is written; for a PATCH, Resolve sets it to the
-	// patched current version.
+	// patched current version. Apply drops it once the op's record is
+	// built (SearchParameters excepted: they are needed after the commit).
 	Resource *fhir.Resource
 	Patch    fhir.Patch // PATCH only
 	IfMatch  *int64
@@ -29,6 +30,11 @@ type Op struct {
 	// delete of nothing), by Apply otherwise.
 	Outcome *Outcome
 	fresh   bool // the id was just made: nothing to read
+
+	// Load, when set, gives Resource at the moment Apply builds the op's
+	// record, so that the ops of a big transaction need not all hold a
+	// parsed resource at once: the caller keeps a compact form until then.
+	Load func() (*fhir.Resource, error)
 }
 
 // Resolve settles op's target from the current state: a new id for a
@@ -125,6 +131,17 @@ func checkBodyID(typ, id string, res *fhir.Resource) error {
 	return nil
 }
 
+// load returns what op writes (nil: a delete) and lets op forget it, so
+// that only the record built from it remains.
+func (op *Op) load() (*fhir.Resource, error) {
+	res, load := op.Resource, op.Load
+	op.Resource, op.Load = nil, nil
+	if load != nil {
+		return load()
+	}
+	return res, nil
+}
+
 // OpError is the failure of one op of Apply.
 type OpError struct {
 	Op  int // index into the ops
@@ -152,9 +169,6 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 			return &OpError{i, fault.New(fault.Invalid, "", "%s is written by two entries of the transaction", k)}
 		}
 		keys[k] = i
-		if err := s.checkSearchParameter(op.Resource); err != nil {
-			return &OpError{i, err}
-		}
 		todo = append(todo, i)
 	}
 	sorted := make([]string, 0, len(keys))
@@ -179,11 +193,24 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 		if err := checkIfMatch(op.Type, op.ID, prev, op.IfMatch); err != nil {
 			return &OpError{i, err}
 		}
+		res, err := op.load()
+		if err == nil {
+			err = s.checkSearchParameter(res)
+		}
+		if err != nil {
+			return &OpError{i, err}
+		}
 		method := op.Method
-		if op.Resource == nil {
+		if res == nil {
 			method = "DELETE"
 		}
-		rec, noop := s.next(op.Type, op.ID, prev, op.Resource, method)
+		// A transaction's versions get their search entries batch by
+		// batch as the store makes them current: all at once they would
+		// weigh several times the bundle.
+		rec, noop := s.next(op.Type, op.ID, prev, res, method, false)
+		if op.Type == "SearchParameter" {
+			op.Resource = res
+		}
 		if noop {
 			op.Outcome = &Outcome{Record: prev, NoOp: true}
 			continue
