@@ -1,7 +1,13 @@
 package fhir
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"strconv"
+	"strings"
 
 	"github.com/kapfhir/kapfhir/internal/fault"
 )
@@ -16,9 +22,11 @@ type Bundle struct {
 
 // BundleEntry is one entry; Request is nil when the entry has none.
 type BundleEntry struct {
-	FullURL  string
-	Request  *BundleRequest
-	Resource *Resource // nil when absent or invalid
+	FullURL string
+	Request *BundleRequest
+	// Resource is the entry's resource, validated and held as compact
+	// JSON; nil when absent or invalid.
+	Resource *Compact
 	// Err holds the problems of the entry's resource, with expressions
 	// such as Bundle.entry[3].resource.status.
 	Err error
@@ -30,44 +38,71 @@ type BundleRequest struct {
 	IfNoneMatch, IfModifiedSince, IfMatch, IfNoneExist string
 }
 
-// ParseBundle decodes a Bundle as ParseResource does, except that each
-// entry's resource is validated separately (its problems land in the
-// entry's Err) and, when conditionalRefs is set, references may be
-// conditional (Patient?identifier=...), to be resolved by a transaction.
-// The entries' resources share the decoded tree: the bundle is not copied.
-func ParseBundle(body []byte, conditionalRefs bool) (*Bundle, error) {
-	root, err := decodeJSON(body)
+// Compact is a validated resource held as its compact JSON, a fraction of
+// the size of its tree: the form of many resources waiting their turn,
+// such as a bundle's entries. Resource parses it back when it is needed.
+type Compact struct {
+	typ string
+	raw []byte
+}
+
+// Compact serialises r compactly; the tree can then be let go.
+func (r *Resource) Compact() *Compact { return &Compact{typ: r.typ, raw: r.Bytes()} }
+
+// CompactOf holds raw, the compact JSON of a resource of type typ that was
+// validated before (a stored version), without checking it again.
+func CompactOf(typ string, raw []byte) *Compact { return &Compact{typ: typ, raw: raw} }
+
+// Type returns the resourceType.
+func (c *Compact) Type() string { return c.typ }
+
+// Bytes returns the compact JSON (not a copy: do not change it).
+func (c *Compact) Bytes() []byte { return c.raw }
+
+// Resource parses the compact JSON into a tree. It was validated when the
+// Compact was made, so it is only decoded.
+func (c *Compact) Resource() (*Resource, error) {
+	root, err := decodeJSON(c.raw)
 	if err != nil {
-		return nil, fault.New(fault.Invalid, "", "%v", err)
+		return nil, fault.Wrap(err, "decoding a validated resource")
 	}
-	if root.kind != kObject || stringMember(&root, "resourceType") != "Bundle" {
-		return nil, fault.New(fault.Invalid, "resourceType", "the body must be a Bundle")
+	return &Resource{root: root, typ: c.typ, size: len(c.raw)}, nil
+}
+
+// ParseBundle is DecodeBundle of a body in memory.
+func ParseBundle(body []byte, conditionalRefs bool) (*Bundle, error) {
+	return DecodeBundle(bytes.NewReader(body), conditionalRefs)
+}
+
+// DecodeBundle reads a Bundle from r as ParseResource would check it,
+// except that each entry's resource is validated separately (its problems
+// land in the entry's Err) and, when conditionalRefs is set, references
+// may be conditional (Patient?identifier=...), to be resolved by a
+// transaction.
+//
+// The body is never held whole: the entries are decoded one at a time as
+// they are read, each resource is validated and kept as compact JSON, and
+// the envelope (everything but the entries' resources, small) is validated
+// once the body is read, so that its members may come in any order. An
+// error reading r is returned wrapped (errors.As finds it); JSON and FHIR
+// problems are *fault.Error.
+func DecodeBundle(r io.Reader, conditionalRefs bool) (*Bundle, error) {
+	s := bundleStream{dec: json.NewDecoder(r), conditionalRefs: conditionalRefs}
+	root, err := s.envelope()
+	if err != nil {
+		return nil, err
 	}
-	// Take the entries' resources out of the envelope, so that validating
-	// it does not validate them.
-	var detached []*value
-	if list := root.get("entry"); list != nil && list.kind == kArray {
-		detached = make([]*value, len(list.arr))
-		for i := range list.arr {
-			e := &list.arr[i]
-			if e.kind != kObject {
-				continue
-			}
-			if at := indexOf(e, "resource"); at >= 0 {
-				r := e.obj[at].val
-				detached[i] = &r
-				e.obj = append(e.obj[:at], e.obj[at+1:]...)
-			}
-		}
+	if stringMember(&root, "resourceType") != "Bundle" {
+		return nil, notBundle()
 	}
 	v := newValidator(model())
 	v.resource(&root, false)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	b := &Bundle{Type: stringMember(&root, "type"), Entries: make([]BundleEntry, len(detached))}
+	b := &Bundle{Type: stringMember(&root, "type"), Entries: s.entries}
 	list := root.get("entry")
-	for i := range detached {
+	for i := range b.Entries {
 		e := &list.arr[i]
 		out := &b.Entries[i]
 		out.FullURL = stringMember(e, "fullUrl")
@@ -78,18 +113,184 @@ func ParseBundle(body []byte, conditionalRefs bool) (*Bundle, error) {
 				IfMatch: stringMember(rq, "ifMatch"), IfNoneExist: stringMember(rq, "ifNoneExist"),
 			}
 		}
-		if detached[i] == nil {
-			continue
-		}
-		rv := newValidator(model())
-		rv.conditionalRefs = conditionalRefs
-		rv.path = append(rv.path, "Bundle.entry["+strconv.Itoa(i)+"].resource"...)
-		typ := rv.resource(detached[i], false)
-		if out.Err = rv.err(); out.Err == nil {
-			out.Resource = &Resource{root: *detached[i], typ: typ}
-		}
 	}
 	return b, nil
+}
+
+func notBundle() error {
+	return fault.New(fault.Invalid, "resourceType", "the body must be a Bundle")
+}
+
+// bundleStream walks a Bundle's JSON with encoding/json tokens for the
+// top-level object and the entry array, and decodes every value below
+// them with the package's own decoder (exact lexemes, strict strings,
+// duplicate members), reporting offsets in the whole body.
+type bundleStream struct {
+	dec             *json.Decoder
+	raw             json.RawMessage // reused for each value
+	conditionalRefs bool
+	entries         []BundleEntry // one per entry element, resources filled in
+}
+
+// envelope reads the whole body and returns the top-level object with the
+// entries' resources taken out (and into s.entries).
+func (s *bundleStream) envelope() (value, error) {
+	tok, err := s.dec.Token()
+	if err != nil {
+		return value{}, s.fail(err)
+	}
+	if tok != json.Delim('{') {
+		return value{}, notBundle()
+	}
+	root := value{kind: kObject}
+	for s.dec.More() {
+		tok, err := s.dec.Token()
+		if err != nil {
+			return value{}, s.fail(err)
+		}
+		key, _ := tok.(string) // Token gives a member name or an error here
+		if root.get(key) != nil {
+			return value{}, s.syntax(fmt.Sprintf("duplicate member %q", key))
+		}
+		var val value
+		if key == "entry" {
+			val, err = s.entryArray()
+		} else {
+			val, err = s.value(1)
+		}
+		if err != nil {
+			return value{}, err
+		}
+		root.obj = append(root.obj, member{key: key, val: val})
+	}
+	if _, err := s.dec.Token(); err != nil { // }
+		return value{}, s.fail(err)
+	}
+	if _, err := s.dec.Token(); err != io.EOF {
+		if err == nil {
+			return value{}, s.syntax("unexpected data after the JSON value")
+		}
+		return value{}, s.fail(err)
+	}
+	return root, nil
+}
+
+// value decodes the next value, found at nesting depth depth.
+func (s *bundleStream) value(depth int) (value, error) {
+	if err := s.dec.Decode(&s.raw); err != nil {
+		return value{}, s.fail(err)
+	}
+	v, err := decodeNested(s.raw, int(s.dec.InputOffset())-len(s.raw), depth)
+	if err != nil {
+		return value{}, fault.New(fault.Invalid, "", "%v", err)
+	}
+	return v, nil
+}
+
+// entryArray reads Bundle.entry element by element: each resource is
+// validated, compacted and taken out; the rest of the entry stays in the
+// envelope, copied so that it does not pin the entry's text.
+func (s *bundleStream) entryArray() (value, error) {
+	tok, err := s.dec.Token()
+	if err != nil {
+		return value{}, s.fail(err)
+	}
+	if tok != json.Delim('[') {
+		// Not an array: the envelope's validation says so. Its content
+		// does not matter.
+		return s.placeholder(tok)
+	}
+	list := value{kind: kArray}
+	for s.dec.More() {
+		e, err := s.value(2)
+		if err != nil {
+			return value{}, err
+		}
+		out := BundleEntry{}
+		if at := indexOf(&e, "resource"); e.kind == kObject && at >= 0 {
+			res := e.obj[at].val
+			e.obj = append(e.obj[:at], e.obj[at+1:]...)
+			rv := newValidator(model())
+			rv.conditionalRefs = s.conditionalRefs
+			rv.path = append(rv.path, "Bundle.entry["+strconv.Itoa(len(s.entries))+"].resource"...)
+			typ := rv.resource(&res, false)
+			if out.Err = rv.err(); out.Err == nil {
+				// typ is a slice of the entry's text: copied, not to pin it.
+				out.Resource = &Compact{typ: strings.Clone(typ), raw: appendJSON(nil, &res)}
+			}
+		}
+		s.entries = append(s.entries, out)
+		list.arr = append(list.arr, e.own())
+	}
+	if _, err := s.dec.Token(); err != nil { // ]
+		return value{}, s.fail(err)
+	}
+	return list, nil
+}
+
+// placeholder skips a value whose first token is tok and returns an empty
+// value of its kind.
+func (s *bundleStream) placeholder(tok json.Token) (value, error) {
+	switch tok.(type) {
+	case nil:
+		return value{kind: kNull}, nil
+	case bool:
+		return value{kind: kBool}, nil
+	case float64:
+		return value{kind: kNumber}, nil
+	case string:
+		return value{kind: kString}, nil
+	}
+	for depth := 1; depth > 0; { // an object
+		tok, err := s.dec.Token()
+		if err != nil {
+			return value{}, s.fail(err)
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
+	return value{kind: kObject}, nil
+}
+
+// fail turns an error of the JSON decoder into a fault; an error of the
+// reader is returned wrapped.
+func (s *bundleStream) fail(err error) error {
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &se):
+		return fault.New(fault.Invalid, "", "%v", &syntaxError{off: int(se.Offset), msg: se.Error()})
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return s.syntax("unexpected end of input")
+	}
+	return fmt.Errorf("reading the bundle: %w", err)
+}
+
+// syntax is a JSON syntax problem where the decoder stands.
+func (s *bundleStream) syntax(msg string) error {
+	return fault.New(fault.Invalid, "", "%v", &syntaxError{off: int(s.dec.InputOffset()), msg: msg})
+}
+
+// own returns a deep copy of v whose strings are copies too: strings of
+// the decoder share the input's text, which a kept value would pin whole.
+func (v *value) own() value {
+	c := value{kind: v.kind, str: strings.Clone(v.str)}
+	if v.obj != nil {
+		c.obj = make([]member, len(v.obj))
+		for i := range v.obj {
+			c.obj[i] = member{key: strings.Clone(v.obj[i].key), val: v.obj[i].val.own()}
+		}
+	}
+	if v.arr != nil {
+		c.arr = make([]value, len(v.arr))
+		for i := range v.arr {
+			c.arr[i] = v.arr[i].own()
+		}
+	}
+	return c
 }
 
 // RewriteReferences calls fn with every Reference.reference of the

@@ -66,14 +66,26 @@ type decoder struct {
 
 // decodeJSON parses exactly one JSON value (plus white space) from body.
 func decodeJSON(body []byte) (value, error) {
-	d := decoder{src: string(body)}
+	return decodeNested(body, 0, 0)
+}
+
+// decodeNested is decodeJSON of a value found at byte offset off of a
+// larger document, at nesting depth depth: errors give offsets in that
+// document, and its enclosing levels count towards maxDepth.
+func decodeNested(body []byte, off, depth int) (value, error) {
+	d := decoder{src: string(body), depth: depth}
 	v, err := d.value()
-	if err != nil {
-		return value{}, err
+	if err == nil {
+		d.skipSpace()
+		if d.pos != len(d.src) {
+			err = d.errorf("unexpected data after the JSON value")
+		}
 	}
-	d.skipSpace()
-	if d.pos != len(d.src) {
-		return value{}, d.errorf("unexpected data after the JSON value")
+	if err != nil {
+		if se, ok := err.(*syntaxError); ok {
+			se.off += off
+		}
+		return value{}, err
 	}
 	return v, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -24,9 +25,13 @@ import (
 
 // POST /fhir: a batch or transaction Bundle (see docs/fhir-behaviour.md).
 // Entries run in the spec's order: DELETE, POST, PUT/PATCH, GET/HEAD.
-// A transaction's writes are prepared in full, then committed as one
-// store transaction; its reads (and every entry of a batch) are served by
-// dispatching the entry as a request through the router.
+// The body is decoded as it is read; each entry's resource is held as
+// compact JSON and parsed only while its op is resolved and while its
+// record is built (docs/architecture.md). A transaction's writes are
+// prepared in full, then committed as one store transaction; a batch
+// commits its plain creates, updates and deletes in groups the same way;
+// the other entries (reads, conditional writes, patches of a batch) are
+// served by dispatching the entry as a request through the router.
 
 // entry is one parsed entry: its place, its request and its resource.
 type entry struct {
@@ -37,7 +42,7 @@ type entry struct {
 	path     string // the URL path below the base: Patient, Patient/1
 	query    string // the raw query, criteria of a conditional write
 	req      *fhir.BundleRequest
-	resource *fhir.Resource
+	resource *fhir.Compact
 	op       *resource.Op // a transaction's write
 	resp     []byte       // the response entry, rendered
 	// patchType and patchBody are a PATCH entry's patch, as a PATCH
@@ -50,16 +55,13 @@ type entry struct {
 var methodRank = map[string]int{"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 func (a *api) bundleInteraction(c *gin.Context) error {
-	body, err := a.body(c)
+	b, err := fhir.DecodeBundle(a.bodyReader(c), true)
 	if err != nil {
-		return err
+		return a.bodyError(err)
 	}
-	b, err := fhir.ParseBundle(body, true)
-	if err != nil {
-		return err
-	}
+	typ := b.Type
 	var entries []*entry
-	switch b.Type {
+	switch typ {
 	case "transaction":
 		if entries, err = a.transaction(c, b); err != nil {
 			return err
@@ -67,13 +69,25 @@ func (a *api) bundleInteraction(c *gin.Context) error {
 	case "batch":
 		entries = a.batch(c, b)
 	default:
-		return fault.New(fault.Invalid, "Bundle.type", "POST to the base takes a Bundle of type batch or transaction, not %q", b.Type)
+		return fault.New(fault.Invalid, "Bundle.type", "POST to the base takes a Bundle of type batch or transaction, not %q", typ)
 	}
-	out := bundle(b.Type+"-response", -1, nil, len(entries), func(buf *bytes.Buffer, i int) {
+	out := bundle(typ+"-response", -1, nil, len(entries), func(buf *bytes.Buffer, i int) {
 		buf.Write(entries[i].resp)
 	})
 	c.Data(http.StatusOK, fhirJSON, pretty(c, out))
 	return nil
+}
+
+// parseEntries parses each entry of b; err[i] is entry i's problem. The
+// entries take over the resources: b is left without them, so that each
+// compact resource has one holder, which lets it go once it is written.
+func (a *api) parseEntries(c *gin.Context, b *fhir.Bundle) ([]*entry, []error) {
+	entries, errs := make([]*entry, len(b.Entries)), make([]error, len(b.Entries))
+	for i := range b.Entries {
+		entries[i], errs[i] = a.parseEntry(c, i, &b.Entries[i])
+	}
+	b.Entries = nil
+	return entries, errs
 }
 
 // parseEntry checks an entry's request and splits its URL.
@@ -162,17 +176,19 @@ func order(entries []*entry) []*entry {
 // reads. Any failure fails the whole bundle with an error naming the entry.
 func (a *api) transaction(c *gin.Context, b *fhir.Bundle) ([]*entry, error) {
 	ctx := c.Request.Context()
-	entries := make([]*entry, len(b.Entries))
-	for i := range b.Entries {
-		e, err := a.parseEntry(c, i, &b.Entries[i])
+	entries, errs := a.parseEntries(c, b)
+	for i, err := range errs {
 		if err != nil {
-			return nil, locate(err, e.expr)
+			return nil, locate(err, entries[i].expr)
 		}
-		entries[i] = e
 	}
 	sorted := order(entries)
+	refs := &resolver{a: a, ctx: ctx, ids: map[string]string{}, cache: map[string]string{}}
 	var ops []*resource.Op
-	var writes []*entry
+	var writes, creates []*entry
+	// Conditional creates hold guards from Resolve until the commit; a
+	// transaction that fails gives them back (a committed one keeps them).
+	defer func() { a.Resources.Release(ctx, ops) }()
 	fullURLs := map[string]bool{}
 	for _, e := range sorted {
 		if e.method == "GET" || e.method == "HEAD" {
@@ -182,6 +198,7 @@ func (a *api) transaction(c *gin.Context, b *fhir.Bundle) ([]*entry, error) {
 		if err != nil {
 			return nil, locate(err, e.expr)
 		}
+		e.resource, e.patchBody = nil, nil // op holds what is written now
 		if e.fullURL != "" && e.method != "DELETE" {
 			if fullURLs[e.fullURL] {
 				return nil, fault.New(fault.Invalid, e.expr+".fullUrl", "fullUrl %q appears twice", e.fullURL)
@@ -191,35 +208,31 @@ func (a *api) transaction(c *gin.Context, b *fhir.Bundle) ([]*entry, error) {
 		e.op = op
 		ops = append(ops, op)
 		writes = append(writes, e)
+		if op.IsConditionalCreate() {
+			// Resolved together below, so that their guards are claimed
+			// in criteria order.
+			creates = append(creates, e)
+			continue
+		}
+		// The other entries are resolved one at a time, so that only one
+		// parsed resource is held at once.
+		if err := a.resolve(ctx, []*entry{e}, refs); err != nil {
+			return nil, err
+		}
 	}
-	// Conditional creates hold guards from Resolve until the commit; a
-	// transaction that fails gives them back (a committed one keeps them).
-	defer a.Resources.Release(ctx, ops)
-	if err := a.Resources.Resolve(ctx, ops); err != nil {
-		return nil, opFailure(err, writes)
+	if err := a.resolve(ctx, creates, refs); err != nil {
+		return nil, err
 	}
-	ids := map[string]string{} // fullUrl -> Type/id
 	for _, e := range writes {
 		if e.fullURL != "" && e.method != "DELETE" {
 			id := e.op.ID
 			if e.op.Outcome != nil && e.op.Outcome.Record != nil {
 				id = e.op.Outcome.Record.ID // a conditional create that matched
 			}
-			ids[e.fullURL] = e.op.Type + "/" + id
+			refs.ids[e.fullURL] = e.op.Type + "/" + id
 		}
 	}
-	refs := &resolver{a: a, ctx: ctx, ids: ids, writes: writes, cache: map[string]string{}}
-	for _, e := range writes {
-		if e.op.Resource == nil || e.op.Outcome != nil {
-			continue
-		}
-		err := e.op.Resource.RewriteReferences(func(path, ref string) (string, error) {
-			return refs.resolve(e.expr+".resource."+path, ref)
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
+	refs.writes = writes
 	if err := a.Resources.Apply(ctx, ops); err != nil {
 		return nil, opFailure(err, writes)
 	}
@@ -234,6 +247,37 @@ func (a *api) transaction(c *gin.Context, b *fhir.Bundle) ([]*entry, error) {
 	return entries, nil
 }
 
+// resolve settles the targets of the entries' ops (Service.Resolve), then
+// holds each op's resource compact until Apply loads it to build its
+// record; the references are rewritten by refs then, when every entry's
+// target is known. refs is nil for a batch, whose references stay.
+func (a *api) resolve(ctx context.Context, es []*entry, refs *resolver) error {
+	ops := make([]*resource.Op, len(es))
+	for i, e := range es {
+		ops[i] = e.op
+	}
+	if err := a.Resources.Resolve(ctx, ops); err != nil {
+		return opFailure(err, es)
+	}
+	for _, e := range es {
+		op, expr := e.op, e.expr
+		if op.Resource != nil && op.Outcome == nil {
+			held := op.Resource.Compact()
+			op.Load = func() (*fhir.Resource, error) {
+				res, err := held.Resource()
+				if err == nil && refs != nil {
+					err = res.RewriteReferences(func(path, ref string) (string, error) {
+						return refs.resolve(expr+".resource."+path, ref)
+					})
+				}
+				return res, err
+			}
+		}
+		op.Resource = nil
+	}
+	return nil
+}
+
 // opFailure names the entry of an *resource.OpError.
 func opFailure(err error, writes []*entry) error {
 	if oe, ok := err.(*resource.OpError); ok {
@@ -242,16 +286,23 @@ func opFailure(err error, writes []*entry) error {
 	return err
 }
 
-// opOf turns a write entry into a transaction op.
+// opOf turns a write entry into an op; a resource to write is parsed.
 func (a *api) opOf(e *entry) (*resource.Op, error) {
 	typ, id, _ := strings.Cut(e.path, "/")
-	op := &resource.Op{Method: e.method, Type: typ, ID: id, Resource: e.resource}
-	if e.method == "PATCH" {
+	op := &resource.Op{Method: e.method, Type: typ, ID: id}
+	switch e.method {
+	case "PATCH":
 		p, err := patch.Parse(e.patchType, e.patchBody)
 		if err != nil {
 			return nil, at(err, e.expr+".resource")
 		}
-		op.Resource, op.Patch = nil, p
+		op.Patch = p
+	case "POST", "PUT":
+		res, err := e.resource.Resource()
+		if err != nil {
+			return nil, err
+		}
+		op.Resource = res
 	}
 	if e.req.IfMatch != "" {
 		v, ok := parseETag(e.req.IfMatch)
@@ -364,31 +415,139 @@ func versionFields(b *bytes.Buffer, rec *store.Record) {
 }
 
 // batch runs each entry as its own interaction, in processing order; a
-// failing entry gets its OperationOutcome and the others go on.
+// failing entry gets its OperationOutcome and the others go on. Plain
+// creates, updates and deletes are committed in groups (commitGroup),
+// with the response each would have got alone.
 func (a *api) batch(c *gin.Context, b *fhir.Bundle) []*entry {
-	entries := make([]*entry, len(b.Entries))
-	for i := range b.Entries {
-		e, err := a.parseEntry(c, i, &b.Entries[i])
+	entries, errs := a.parseEntries(c, b)
+	for i, e := range entries {
+		err := errs[i]
 		if err == nil && e.resource != nil {
-			// Resolving references is a transaction's business.
-			err = e.resource.RewriteReferences(func(path, ref string) (string, error) {
-				if _, _, ok := fhir.ConditionalReference(ref); ok {
-					return "", fault.New(fault.Invalid, e.expr+".resource."+path, "conditional references are resolved in transactions only")
-				}
-				return ref, nil
-			})
+			err = noConditionalReferences(e)
 		}
 		if err != nil {
 			e.resp = errorEntry(locate(err, e.expr))
 		}
-		entries[i] = e
+	}
+	var group []*entry
+	written := map[string]bool{} // Type/id of the group's updates and deletes
+	flush := func() {
+		a.commitGroup(c, group)
+		group = nil
+		clear(written)
 	}
 	for _, e := range order(entries) {
-		if e.resp == nil {
+		switch {
+		case e.resp != nil:
+		case plainWrite(e):
+			// Two versions of one resource: one after the other.
+			if len(group) == groupSize || e.method != "POST" && written[e.path] {
+				flush()
+			}
+			if e.method != "POST" {
+				written[e.path] = true
+			}
+			group = append(group, e)
+		default:
+			flush()
 			e.resp = a.dispatch(c, e)
 		}
 	}
+	flush()
 	return entries
+}
+
+// noConditionalReferences rejects a batch entry's conditional references:
+// resolving them is a transaction's business.
+func noConditionalReferences(e *entry) error {
+	res, err := e.resource.Resource()
+	if err != nil {
+		return err
+	}
+	return res.RewriteReferences(func(path, ref string) (string, error) {
+		if _, _, ok := fhir.ConditionalReference(ref); ok {
+			return "", fault.New(fault.Invalid, e.expr+".resource."+path, "conditional references are resolved in transactions only")
+		}
+		return ref, nil
+	})
+}
+
+// plainWrite reports whether a batch entry is a create, update or delete
+// without conditions on the current state other than If-Match: one that a
+// group commit gives exactly the outcome of the single interaction.
+func plainWrite(e *entry) bool {
+	switch e.method {
+	case "POST":
+		return e.req.IfNoneExist == ""
+	case "PUT", "DELETE":
+		return e.query == ""
+	}
+	return false
+}
+
+// groupSize bounds the entries of a batch committed together: their
+// versions are held until the commit, and a group that fails is retried.
+const groupSize = 100
+
+// groupAttempts bounds how often a batch group is committed again without
+// the entries that failed it before its entries are served one by one.
+const groupAttempts = 3
+
+// commitGroup writes a batch's plain writes as one store transaction (a
+// few store commands instead of several per entry). An entry that fails
+// on its own (a stale If-Match, an update whose body id does not match)
+// is served alone through the router, which answers it as before, and the
+// group is committed again without it; when the commit fails as a whole,
+// or keeps failing, the entries are served one by one.
+func (a *api) commitGroup(c *gin.Context, group []*entry) {
+	ctx := c.Request.Context()
+	for attempt := 0; len(group) > 0; attempt++ {
+		var ops []*resource.Op
+		var ready []*entry
+		for _, e := range group {
+			op, err := a.opOf(e)
+			if err == nil {
+				e.op = op
+				err = a.resolve(ctx, []*entry{e}, nil)
+			}
+			if err != nil {
+				e.resp = a.dispatch(c, e)
+				continue
+			}
+			ops, ready = append(ops, op), append(ready, e)
+		}
+		err := a.Resources.Apply(ctx, ops)
+		if err == nil {
+			for i, e := range ready {
+				e.resp = a.groupResponse(c, e, ops[i].Outcome)
+				e.resource = nil
+			}
+			return
+		}
+		var oe *resource.OpError
+		if !errors.As(err, &oe) || attempt+1 == groupAttempts {
+			for _, e := range ready {
+				e.resp = a.dispatch(c, e)
+			}
+			return
+		}
+		ready[oe.Op].resp = a.dispatch(c, ready[oe.Op])
+		group = slices.Delete(ready, oe.Op, oe.Op+1)
+	}
+}
+
+// groupResponse renders the response entry of a write committed in a
+// group as dispatching it would have: the same status, headers and body.
+func (a *api) groupResponse(c *gin.Context, e *entry, out *resource.Outcome) []byte {
+	rw := &recorder{header: http.Header{}}
+	if e.method == "DELETE" {
+		rw.status = deletedReply(rw.header, out)
+	} else {
+		var body []byte
+		rw.status, body = a.writtenReply(rw.header, a.base(c), preferReturn(c), out)
+		rw.body.Write(body)
+	}
+	return a.responseEntry(c, e, rw)
 }
 
 func errorEntry(err error) []byte {

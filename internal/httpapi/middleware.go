@@ -154,13 +154,30 @@ func accepts(accept string, ok func(string) bool) bool {
 
 // body reads the request body up to the configured limit.
 func (a *api) body(c *gin.Context) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, a.MaxBodyBytes))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return nil, fault.New(fault.TooLarge, "", "the body is larger than %d bytes", a.MaxBodyBytes)
-	}
+	b, err := io.ReadAll(a.bodyReader(c))
 	if err != nil {
-		return nil, fault.New(fault.Invalid, "", "the body could not be read")
+		return nil, a.bodyError(err)
 	}
 	return b, nil
+}
+
+// bodyReader is the request body, limited to the configured size, for
+// handlers that stream it.
+func (a *api) bodyReader(c *gin.Context) io.Reader {
+	return http.MaxBytesReader(c.Writer, c.Request.Body, a.MaxBodyBytes)
+}
+
+// bodyError is the answer to an error reading the body: a body over the
+// limit is 413, any other reader failure 400; a fault (the content was
+// wrong) stays as it is.
+func (a *api) bodyError(err error) error {
+	var tooBig *http.MaxBytesError
+	var fe *fault.Error
+	switch {
+	case errors.As(err, &tooBig):
+		return fault.New(fault.TooLarge, "", "the body is larger than %d bytes", a.MaxBodyBytes)
+	case errors.As(err, &fe):
+		return err
+	}
+	return fault.New(fault.Invalid, "", "the body could not be read")
 }

@@ -234,11 +234,17 @@ func (a *api) write(c *gin.Context, respond func(*gin.Context, *resource.Outcome
 }
 
 func (a *api) deleted(c *gin.Context, out *resource.Outcome) error {
-	if out.Record != nil && !out.NoOp {
-		setVersionHeaders(c, out.Record)
-	}
-	c.Status(http.StatusNoContent)
+	c.Status(deletedReply(c.Writer.Header(), out))
 	return nil
+}
+
+// deletedReply sets the headers of a delete's response and returns its
+// status (there is no body).
+func deletedReply(h http.Header, out *resource.Outcome) int {
+	if out.Record != nil && !out.NoOp {
+		setVersionHeaders(h, out.Record)
+	}
+	return http.StatusNoContent
 }
 
 // criteria parses the query of a conditional update, patch or delete.
@@ -308,31 +314,43 @@ func notModified(c *gin.Context, rec *store.Record) bool {
 	return false
 }
 
-func setVersionHeaders(c *gin.Context, rec *store.Record) {
-	c.Header("ETag", `W/"`+strconv.FormatInt(rec.VersionID, 10)+`"`)
-	c.Header("Last-Modified", rec.LastUpdated.UTC().Format(http.TimeFormat))
+func setVersionHeaders(h http.Header, rec *store.Record) {
+	h.Set("ETag", `W/"`+strconv.FormatInt(rec.VersionID, 10)+`"`)
+	h.Set("Last-Modified", rec.LastUpdated.UTC().Format(http.TimeFormat))
 }
 
 // send writes a stored version as the response body.
 func (a *api) send(c *gin.Context, status int, rec *store.Record) error {
-	setVersionHeaders(c, rec)
+	setVersionHeaders(c.Writer.Header(), rec)
 	c.Data(status, fhirJSON, pretty(c, []byte(rec.Raw)))
 	return nil
 }
 
 // written answers a create or update, honouring Prefer: return=.
 func (a *api) written(c *gin.Context, out *resource.Outcome) error {
+	status, body := a.writtenReply(c.Writer.Header(), a.base(c), preferReturn(c), out)
+	if body == nil {
+		c.Status(status)
+		return nil
+	}
+	c.Data(status, fhirJSON, pretty(c, body))
+	return nil
+}
+
+// writtenReply sets the headers of a create's or update's response and
+// returns its status and body (nil: none) for prefer, the Prefer return=
+// value; base is the FHIR base URL of Location.
+func (a *api) writtenReply(h http.Header, base, prefer string, out *resource.Outcome) (int, []byte) {
 	rec := out.Record
 	status := http.StatusOK
 	if out.Created {
 		status = http.StatusCreated
-		c.Header("Location", a.base(c)+"/"+rec.Type+"/"+rec.ID+"/_history/"+strconv.FormatInt(rec.VersionID, 10))
+		h.Set("Location", base+"/"+rec.Type+"/"+rec.ID+"/_history/"+strconv.FormatInt(rec.VersionID, 10))
 	}
-	setVersionHeaders(c, rec)
-	switch preferReturn(c) {
+	setVersionHeaders(h, rec)
+	switch prefer {
 	case "minimal":
-		c.Status(status)
-		return nil
+		return status, nil
 	case "OperationOutcome":
 		msg := "updated"
 		switch {
@@ -341,12 +359,10 @@ func (a *api) written(c *gin.Context, out *resource.Outcome) error {
 		case out.NoOp:
 			msg = "unchanged: no new version"
 		}
-		oo := fault.OutcomeOf([]fault.Issue{{Severity: "information", Code: "informational",
+		return status, fault.OutcomeOf([]fault.Issue{{Severity: "information", Code: "informational",
 			Diagnostics: rec.Type + "/" + rec.ID + " version " + strconv.FormatInt(rec.VersionID, 10) + " " + msg}})
-		c.Data(status, fhirJSON, pretty(c, oo))
-		return nil
 	}
-	return a.send(c, status, rec)
+	return status, []byte(rec.Raw)
 }
 
 func preferReturn(c *gin.Context) string {

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -259,5 +260,95 @@ func TestBundlePatchEntries(t *testing.T) {
 	 {"resource":{"resourceType":"Patient"},"request":{"method":"PATCH","url":"Patient/`+a+`"}}]}`)
 	if r.status != http.StatusBadRequest || r.expression(t) != "Bundle.entry[0].resource" {
 		t.Errorf("PATCH entry with a Patient: %d at %q: %s", r.status, r.expression(t), r.body)
+	}
+}
+
+// A bundle is read as a stream: a body over the size limit is refused
+// (413) once the limit is passed, members may follow the entries, and a
+// bad entry in the middle is named as before.
+func TestBundleStreaming(t *testing.T) {
+	e := newEnv(t)
+	entry := `{"resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}}`
+	big := `{"resourceType":"Bundle","type":"batch","entry":[` + entry + strings.Repeat(","+entry, (3<<20)/len(entry)) + `]}`
+	if r := e.do("POST", "/fhir", big); r.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("a body over the limit: %d %.300s", r.status, r.body)
+	}
+	if got, _ := e.get("/fhir/Patient").json(t)["entry"].([]any); len(got) != 0 {
+		t.Errorf("%d patients stored from a refused bundle", len(got))
+	}
+
+	r := e.do("POST", "/fhir", `{"entry":[`+entry+`,`+entry+`],"resourceType":"Bundle","type":"transaction"}`)
+	if r.status != http.StatusOK || r.json(t)["type"] != "transaction-response" {
+		t.Fatalf("type after entry: %d %s", r.status, r.body)
+	}
+	if statuses, _ := responseEntries(t, r); !cmp.Equal(statuses, []string{"201 Created", "201 Created"}) {
+		t.Errorf("statuses %v", statuses)
+	}
+
+	bad := `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":"1.5"}},"request":{"method":"POST","url":"Observation"}}`
+	r = e.do("POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[`+entry+`,`+bad+`,`+entry+`]}`)
+	if r.status != http.StatusBadRequest || r.expression(t) != "Bundle.entry[1].resource.valueQuantity.value" {
+		t.Errorf("a bad entry in the middle: %d %s", r.status, r.body)
+	}
+}
+
+// A batch commits its plain writes together, but each entry still stands
+// alone: one that fails (stale If-Match, mismatched id) gets its outcome
+// and the others are written, with the response entries the single
+// interactions give.
+func TestBatchGroupWithFailingEntry(t *testing.T) {
+	e := newEnv(t)
+	p1 := e.create("Patient", `{"resourceType":"Patient","active":true}`)
+	p2 := e.create("Patient", `{"resourceType":"Patient","active":true}`)
+	p3 := e.create("Patient", `{"resourceType":"Patient","active":true}`)
+	r := e.do("POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[
+	 {"resource":{"resourceType":"Patient","gender":"male"},"request":{"method":"POST","url":"Patient"}},
+	 {"resource":{"resourceType":"Patient","id":"`+p1+`","active":false},"request":{"method":"PUT","url":"Patient/`+p1+`","ifMatch":"W/\"7\""}},
+	 {"resource":{"resourceType":"Patient","id":"other","active":false},"request":{"method":"PUT","url":"Patient/`+p2+`"}},
+	 {"resource":{"resourceType":"Patient","id":"`+p2+`","active":false},"request":{"method":"PUT","url":"Patient/`+p2+`","ifMatch":"W/\"1\""}},
+	 {"request":{"method":"DELETE","url":"Patient/`+p3+`"}},
+	 {"request":{"method":"DELETE","url":"Patient/missing"}}
+	]}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("batch: %d %s", r.status, r.body)
+	}
+	statuses, locs := responseEntries(t, r)
+	want := []string{"201 Created", "412 Precondition Failed", "400 Bad Request", "200 OK", "204 No Content", "204 No Content"}
+	if diff := cmp.Diff(want, statuses); diff != "" {
+		t.Fatalf("statuses (-want +got):\n%s", diff)
+	}
+	entries := r.json(t)["entry"].([]any)
+	for i, mention := range map[int]string{1: "If-Match names version 7", 2: "does not match the URL id"} {
+		out, _ := entries[i].(map[string]any)["response"].(map[string]any)["outcome"].(map[string]any)
+		if b, _ := json.Marshal(out); out == nil || !strings.Contains(string(b), mention) {
+			t.Errorf("entry %d: no outcome saying %q: %v", i, mention, entries[i])
+		}
+	}
+	// The created patient: as a single create answers (resource, location,
+	// version headers).
+	created := entries[0].(map[string]any)
+	resp := created["response"].(map[string]any)
+	res, _ := created["resource"].(map[string]any)
+	if res == nil || res["gender"] != "male" || resp["etag"] != `W/"1"` || resp["lastModified"] == nil ||
+		locs[0] != "Patient/"+res["id"].(string)+"/_history/1" {
+		t.Errorf("create entry: %v", created)
+	}
+	if got := e.get("/fhir/" + strings.TrimSuffix(locs[0], "/_history/1")); got.status != http.StatusOK {
+		t.Errorf("created patient: %d", got.status)
+	}
+	if got := e.get("/fhir/Patient/" + p1).json(t); got["active"] != true {
+		t.Errorf("the stale update was written: %v", got)
+	}
+	if got := e.get("/fhir/Patient/" + p2).json(t); got["active"] != false || got["meta"].(map[string]any)["versionId"] != "2" {
+		t.Errorf("the update was not written: %v", got)
+	}
+	if got := e.get("/fhir/Patient/" + p3); got.status != http.StatusGone {
+		t.Errorf("deleted patient: %d", got.status)
+	}
+	// Prefer: return=minimal leaves the resource out, as for a single create.
+	r = e.do("POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[
+	 {"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`, "Prefer", "return=minimal")
+	if first := r.json(t)["entry"].([]any)[0].(map[string]any); first["resource"] != nil || first["response"].(map[string]any)["status"] != "201 Created" {
+		t.Errorf("minimal: %v", first)
 	}
 }

@@ -55,7 +55,7 @@ func (s *Service) Import(ctx context.Context, batch []*fhir.Resource) ([]ImportR
 			continue
 		}
 		p := prev[store.Key(res.Type(), res.ID())]
-		rec, noop := s.next(res.Type(), res.ID(), p, res, "PUT")
+		rec, noop := s.next(res.Type(), res.ID(), p, res, "PUT", true)
 		if noop {
 			results[i].Outcome = &Outcome{Record: p, NoOp: true}
 			continue

@@ -159,7 +159,7 @@ func (s *Service) write(ctx context.Context, typ, id string, res *fhir.Resource,
 		if err := checkIfMatch(typ, id, prev, ifMatch); err != nil {
 			return nil, err
 		}
-		rec, done := s.next(typ, id, prev, res, method)
+		rec, done := s.next(typ, id, prev, res, method, true)
 		if done {
 			return &Outcome{Record: prev, NoOp: true}, nil
 		}
@@ -201,7 +201,9 @@ func checkIfMatch(typ, id string, prev *store.Record, ifMatch *int64) error {
 
 // next builds the record that follows prev, or reports that the write
 // changes nothing: identical content, or deleting what is not there.
-func (s *Service) next(typ, id string, prev *store.Record, res *fhir.Resource, method string) (*store.Record, bool) {
+// index: compute the search entries now; else the store computes them
+// when it makes the version current (store.Record.IndexLater).
+func (s *Service) next(typ, id string, prev *store.Record, res *fhir.Resource, method string, index bool) (*store.Record, bool) {
 	live := prev != nil && !prev.Deleted
 	if res == nil && !live {
 		return nil, true
@@ -225,8 +227,22 @@ func (s *Service) next(typ, id string, prev *store.Record, res *fhir.Resource, m
 	}
 	res.SetMeta(strconv.FormatInt(vid, 10), rec.LastUpdated)
 	rec.Raw = string(res.Bytes())
-	rec.Index = search.Index(s.reg, res)
+	if index {
+		rec.Index = search.Index(s.reg, res)
+	} else {
+		rec.IndexLater = s.indexStored
+	}
 	return rec, false
+}
+
+// indexStored computes the search entries of a version this service
+// built, from its JSON (valid: it is only decoded).
+func (s *Service) indexStored(r *store.Record) *store.Index {
+	res, err := fhir.CompactOf(r.Type, []byte(r.Raw)).Resource()
+	if err != nil {
+		return nil
+	}
+	return search.Index(s.reg, res)
 }
 
 // backoff waits a little longer after each lost race, with jitter so that

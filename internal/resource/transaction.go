@@ -18,7 +18,8 @@ type Op struct {
 	Method   string // POST, PUT, PATCH or DELETE
 	Type, ID string // ID: the target; Resolve sets it for a create
 	// Resource is what is written; for a PATCH, Resolve sets it to the
-	// patched current version.
+	// patched current version. Apply drops it once the op's record is
+	// built (SearchParameters excepted: they are needed after the commit).
 	Resource *fhir.Resource
 	Patch    fhir.Patch // PATCH only
 	IfMatch  *int64
@@ -31,6 +32,11 @@ type Op struct {
 	Outcome *Outcome
 	fresh   bool         // the id was just made: nothing to read
 	guard   *store.Guard // held for a conditional create until it commits
+
+	// Load, when set, gives Resource at the moment Apply builds the op's
+	// record, so that the ops of a big transaction need not all hold a
+	// parsed resource at once: the caller keeps a compact form until then.
+	Load func() (*fhir.Resource, error)
 }
 
 // Resolve settles the targets of ops from the current state: a new id for
@@ -70,23 +76,27 @@ func (s *Service) Resolve(ctx context.Context, ops []*Op) error {
 	return nil
 }
 
+// IsConditionalCreate reports whether Resolve settles op by claiming the
+// guard of its criteria: a POST with criteria, or a PUT with criteria whose
+// body has no id (as ConditionalUpdate: the match, else a create).
+func (op *Op) IsConditionalCreate() bool {
+	return op.Criteria != nil && (op.Method == "POST" || op.Method == "PUT" && op.Resource.ID() == "")
+}
+
 // resolve settles op, or reports that it is a conditional create, which
 // resolveCreate settles.
 func (s *Service) resolve(ctx context.Context, op *Op) (create bool, err error) {
+	if op.IsConditionalCreate() {
+		return true, nil
+	}
 	switch op.Method {
 	case "POST":
-		if op.Criteria != nil {
-			return true, nil
-		}
 		op.ID, op.fresh = NewID(), true
 		op.Resource.SetID(op.ID)
 		return false, nil
 	case "PUT":
 		if op.Criteria == nil {
 			return false, checkBodyID(op.Type, op.ID, op.Resource)
-		}
-		if op.Resource.ID() == "" {
-			return true, nil // as ConditionalUpdate: the match, else a create
 		}
 		found, err := s.single(ctx, op.Criteria)
 		switch {
@@ -189,6 +199,17 @@ func checkBodyID(typ, id string, res *fhir.Resource) error {
 	return nil
 }
 
+// load returns what op writes (nil: a delete) and lets op forget it, so
+// that only the record built from it remains.
+func (op *Op) load() (*fhir.Resource, error) {
+	res, load := op.Resource, op.Load
+	op.Resource, op.Load = nil, nil
+	if load != nil {
+		return load()
+	}
+	return res, nil
+}
+
 // OpError is the failure of one op of Apply.
 type OpError struct {
 	Op  int // index into the ops
@@ -216,9 +237,6 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 			return &OpError{i, fault.New(fault.Invalid, "", "%s is written by two entries of the transaction", k)}
 		}
 		keys[k] = i
-		if err := s.checkSearchParameter(op.Resource); err != nil {
-			return &OpError{i, err}
-		}
 		todo = append(todo, i)
 	}
 	sorted := make([]string, 0, len(keys))
@@ -243,11 +261,24 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 		if err := checkIfMatch(op.Type, op.ID, prev, op.IfMatch); err != nil {
 			return &OpError{i, err}
 		}
+		res, err := op.load()
+		if err == nil {
+			err = s.checkSearchParameter(res)
+		}
+		if err != nil {
+			return &OpError{i, err}
+		}
 		method := op.Method
-		if op.Resource == nil {
+		if res == nil {
 			method = "DELETE"
 		}
-		rec, noop := s.next(op.Type, op.ID, prev, op.Resource, method)
+		// A transaction's versions get their search entries batch by
+		// batch as the store makes them current: all at once they would
+		// weigh several times the bundle.
+		rec, noop := s.next(op.Type, op.ID, prev, res, method, false)
+		if op.Type == "SearchParameter" {
+			op.Resource = res
+		}
 		if noop {
 			op.Outcome = &Outcome{Record: prev, NoOp: true}
 			continue

@@ -47,6 +47,10 @@ type Record struct {
 	// Index is what search matches; it is kept with the current version
 	// only, not in history.
 	Index *Index `bson:"-"`
+	// IndexLater, when Index is nil, computes it as CommitTxn makes the
+	// version current, batch by batch, letting each batch's entries go
+	// once written: a big transaction's versions never hold them all.
+	IndexLater func(*Record) *Index `bson:"-"`
 	// Keys are the values of the query's sort keys (nil where missing),
 	// set by Search for cursors.
 	Keys []any `bson:"-"`

@@ -50,8 +50,24 @@ const (
 // any cleanup, leaving the store as a killed process would.
 var ErrSimulatedCrash = errors.New("simulated crash")
 
-// txnBatch bounds the documents of one insert or bulk write.
-const txnBatch = 500
+// txnBatch bounds the documents of one insert or bulk write, and
+// txnBatchBytes the resources' JSON in one: the driver and the embedded
+// store each hold a batch several times over while it is sent, so a big
+// bundle goes in slices instead of one message of its whole size.
+const (
+	txnBatch      = 500
+	txnBatchBytes = 64 << 10
+)
+
+// batchEnd returns the end of the batch of recs that starts at from.
+func batchEnd(recs []*Record, from int) int {
+	end, size := from, 0
+	for end < len(recs) && end-from < txnBatch && (end == from || size+len(recs[end].Raw) <= txnBatchBytes) {
+		size += len(recs[end].Raw)
+		end++
+	}
+	return end
+}
 
 type txnDoc struct {
 	ID       string    `bson:"_id"`
@@ -198,7 +214,7 @@ func (s *Store) insertTxnHistory(ctx context.Context, t *txnDoc, recs []*Record,
 		if time.Since(allocated) > min(GapGrace, s.txnDeadline)/2 {
 			return done, fault.New(fault.Unavailable, "", "the transaction took too long to write; nothing was stored")
 		}
-		end := min(done+txnBatch, len(recs))
+		end := batchEnd(recs, done)
 		docs := make([]any, 0, end-done)
 		for _, r := range recs[done:end] {
 			docs = append(docs, history{Key: versionKey(r.Type, r.ID, r.VersionID), Record: *r, Txn: t.ID})
@@ -329,9 +345,14 @@ func (s *Store) ownVersions(ctx context.Context, t *txnDoc) ([]string, error) {
 // Idempotent: a duplicate insert or an unmatched update means it was done.
 func (s *Store) projectAll(ctx context.Context, recs []*Record) error {
 	for len(recs) > 0 {
-		n := min(txnBatch, len(recs))
+		n := batchEnd(recs, 0)
 		models := make([]mongo.WriteModel, 0, n)
+		var later []*Record // their entries go once the batch is written
 		for _, r := range recs[:n] {
+			if r.Index == nil && r.IndexLater != nil && !r.Deleted {
+				r.Index = r.IndexLater(r)
+				later = append(later, r)
+			}
 			if r.VersionID == 1 {
 				models = append(models, mongo.NewInsertOneModel().SetDocument(CurrentDocument(r)))
 				continue
@@ -347,6 +368,9 @@ func (s *Store) projectAll(ctx context.Context, recs []*Record) error {
 		// update matching nothing, one it replaced with a later version.
 		_, err := s.resources.BulkWrite(pctx, models, options.BulkWrite().SetOrdered(false))
 		cancel()
+		for _, r := range later {
+			r.Index = nil
+		}
 		if err != nil && !onlyDuplicates(err) {
 			return storeErr(err, "make versions current")
 		}
