@@ -51,14 +51,14 @@ if (args.port === undefined || !/^\d+$/.test(args.port)) {
   process.exit(2);
 }
 
-indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
-indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
-indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
-
 const BASE = '/fhir';
 const MAX_BODY = 16 << 20;
 const capability = args.capability ? JSON.parse(readFileSync(args.capability, 'utf8')) : undefined;
 const allowed = capability ? allowedInteractions(capability) : undefined;
+
+indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
+indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
+indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
 const router = new FhirRouter();
 const repo = new MemoryRepository();
 // Every Type/id ever written, in the order first written (for /_all).
