@@ -3,6 +3,7 @@ package ehrtest_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -117,12 +118,7 @@ func TestStandIn(t *testing.T) {
 	} {
 		found := call(t, "GET", base+"/Observation?"+c.query, token, "", nil)
 		wantStatus(t, "search "+c.query, found, http.StatusOK)
-		var ids []string
-		entries, _ := found.body["entry"].([]any)
-		for _, e := range entries {
-			ids = append(ids, e.(map[string]any)["resource"].(map[string]any)["id"].(string))
-		}
-		if diff := cmp.Diff(c.ids, ids); diff != "" {
+		if diff := cmp.Diff(c.ids, entryIDs(found)); diff != "" {
 			t.Errorf("search %s (-want +got):\n%s", c.query, diff)
 		}
 	}
@@ -151,6 +147,33 @@ func TestStandIn(t *testing.T) {
 		t.Errorf("invalid resource: %v, want an OperationOutcome naming Observation.code", invalid.body)
 	}
 
+	// Paging with _count follows the next links to every match once.
+	var patients []string
+	patientVersion := map[string]string{}
+	for i := range 3 {
+		p := call(t, "POST", base+"/Patient", token, fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"%d"}]}`, i), nil)
+		wantStatus(t, "create Patient", p, http.StatusCreated)
+		patients = append(patients, p.body["id"].(string))
+		patientVersion[p.body["id"].(string)] = p.body["meta"].(map[string]any)["versionId"].(string)
+	}
+	var paged []string
+	pages := 0
+	for next := base + "/Patient?_count=2"; next != ""; pages++ {
+		page := call(t, "GET", next, token, "", nil)
+		wantStatus(t, "search page", page, http.StatusOK)
+		paged = append(paged, entryIDs(page)...)
+		next = ""
+		links, _ := page.body["link"].([]any)
+		for _, l := range links {
+			if l := l.(map[string]any); l["relation"] == "next" {
+				next = l["url"].(string)
+			}
+		}
+	}
+	if diff := cmp.Diff(patients, paged); diff != "" || pages != 2 {
+		t.Errorf("paged search in %d pages (-want +got):\n%s", pages, diff)
+	}
+
 	all, err := s.All(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -169,9 +192,30 @@ func TestStandIn(t *testing.T) {
 		}
 	}
 	wantStored := map[string][]string{"Observation/" + id: {"final@" + v1, "amended@" + v2.(string)}}
+	for _, p := range patients {
+		wantStored["Patient/"+p] = []string{"@" + patientVersion[p]}
+	}
 	if diff := cmp.Diff(wantStored, stored); diff != "" {
 		t.Errorf("/_all (-want +got):\n%s", diff)
 	}
+
+	// Epic lists no conditional create: If-None-Exist is ignored, a match
+	// or not (the sync engine must search first itself).
+	again := call(t, "POST", base+"/Observation", token, obs, map[string]string{"If-None-Exist": "identifier=urn:kapfhir:test|obs-1"})
+	wantStatus(t, "create with If-None-Exist", again, http.StatusCreated)
+	if again.body["id"] == id {
+		t.Errorf("If-None-Exist was honoured although the statement lists no conditionalCreate")
+	}
+}
+
+// entryIDs lists the ids of a searchset's resources.
+func entryIDs(a answer) []string {
+	var ids []string
+	entries, _ := a.body["entry"].([]any)
+	for _, e := range entries {
+		ids = append(ids, e.(map[string]any)["resource"].(map[string]any)["id"].(string))
+	}
+	return ids
 }
 
 func toJSON(t *testing.T, v any) string {

@@ -22,6 +22,8 @@
 // refused with 405 (FHIR's answer when update-as-create is not allowed).
 // Created and updated resources are validated against the base R4
 // definitions; an invalid one gets 400 with medplum's OperationOutcome.
+// Searches page with _count and _offset (next links). Resources come back
+// as medplum's JSON.parse/stringify leaves them (4.50 becomes 4.5).
 //
 // GET /_all (test only, no token) returns every stored resource with its
 // versions, oldest first: {"Type/id": [version, ...]}.
@@ -128,6 +130,20 @@ async function readBody(req) {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+// addLinks gives a searchset the self and next links the memory repository
+// leaves out, so that clients can page with _count (next uses _offset).
+function addLinks(bundle, url, params) {
+  const link = [{ relation: 'self', url: `${url}?${params}` }];
+  const count = Number(params.get('_count') ?? 0);
+  const offset = Number(params.get('_offset') ?? 0);
+  if (count > 0 && bundle.total !== undefined && offset + count < bundle.total) {
+    const next = new URLSearchParams(params);
+    next.set('_offset', String(offset + count));
+    link.push({ relation: 'next', url: `${url}?${next}` });
+  }
+  bundle.link = link;
+}
+
 async function allResources() {
   const out = {};
   for (const key of written) {
@@ -204,6 +220,9 @@ async function handleFHIR(req, res, path, search) {
   const status = getStatus(oo);
   if (!resource) {
     return send(res, status, oo);
+  }
+  if (interaction === 'search-type' && resource.resourceType === 'Bundle') {
+    addLinks(resource, `http://${req.headers.host}${BASE}/${path}`, new URLSearchParams(search));
   }
   const out = {};
   if (resource.meta?.versionId && resource.resourceType !== 'Bundle') {
