@@ -139,6 +139,7 @@ func TestStandIn(t *testing.T) {
 
 	unknown := strings.Replace(amended, `"id":"`+id+`"`, `"id":"not-there"`, 1)
 	wantStatus(t, "update as create", call(t, "PUT", base+"/Observation/not-there", token, unknown, nil), http.StatusMethodNotAllowed)
+	wantStatus(t, "conditional update", call(t, "PUT", base+"/Observation?identifier=urn:kapfhir:test|obs-1", token, amended, nil), http.StatusMethodNotAllowed)
 	enc := `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"}}`
 	wantStatus(t, "create a read-only type", call(t, "POST", base+"/Encounter", token, enc, nil), http.StatusMethodNotAllowed)
 	invalid := call(t, "POST", base+"/Observation", token, `{"resourceType":"Observation","status":"final"}`, nil)

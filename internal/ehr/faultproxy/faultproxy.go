@@ -140,6 +140,7 @@ func New(upstream string) (*Proxy, error) {
 		return nil, fmt.Errorf("faultproxy: upstream %q is not an http(s) origin", upstream)
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil // straight to the upstream, whatever HTTPS_PROXY says
 	return &Proxy{upstream: u, transport: t, closed: make(chan struct{})}, nil
 }
 

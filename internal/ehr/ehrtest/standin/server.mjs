@@ -11,9 +11,10 @@
 //
 // FHIR R4 is served under /fhir. --capability names a CapabilityStatement
 // (JSON) that GET /fhir/metadata returns and that the server enforces: an
-// interaction the statement does not list for a type is refused with 405,
-// and If-None-Exist is ignored unless the type lists conditionalCreate, as
-// an EHR that does not implement it would. Without it every interaction is
+// interaction the statement does not list for a type is refused with 405
+// (a conditional update too, unless the type lists conditionalUpdate), and
+// If-None-Exist is ignored unless the type lists conditionalCreate, as an
+// EHR that does not implement it would. Without it every interaction is
 // allowed. --token requires "Authorization: Bearer TOKEN" on every FHIR
 // request but metadata (which EHRs serve openly).
 //
@@ -67,10 +68,11 @@ const repo = new MemoryRepository();
 const written = new Set();
 
 // allowedInteractions maps each type of the statement's server entries to
-// its interaction codes and conditionalCreate flag, and '' to the system
+// its interaction codes and conditional write flags, and '' to the system
 // interactions (batch, transaction).
 function allowedInteractions(cs) {
-  const out = new Map([['', { codes: new Set(), conditionalCreate: false }]]);
+  const none = () => ({ codes: new Set(), conditionalCreate: false, conditionalUpdate: false });
+  const out = new Map([['', none()]]);
   for (const rest of cs.rest ?? []) {
     if (rest.mode !== 'server') {
       continue;
@@ -79,11 +81,12 @@ function allowedInteractions(cs) {
       out.get('').codes.add(i.code);
     }
     for (const r of rest.resource ?? []) {
-      const a = out.get(r.type) ?? { codes: new Set(), conditionalCreate: false };
+      const a = out.get(r.type) ?? none();
       for (const i of r.interaction ?? []) {
         a.codes.add(i.code);
       }
       a.conditionalCreate ||= r.conditionalCreate === true;
+      a.conditionalUpdate ||= r.conditionalUpdate === true;
       out.set(r.type, a);
     }
   }
@@ -174,7 +177,7 @@ async function handleFHIR(req, res, path, search) {
   const headers = { ...req.headers };
   if (allowed) {
     const a = allowed.get(type);
-    if (!a || !a.codes.has(interaction) || conditional) {
+    if (!a || !a.codes.has(interaction) || (conditional && !a.conditionalUpdate)) {
       return send(res, 405, outcome('not-supported', `${interaction}${conditional ? ' (conditional)' : ''} is not supported for ${type || 'the system'}`));
     }
     if (!a.conditionalCreate) {
