@@ -75,6 +75,8 @@ func cases() map[string]kapCase {
 		"measurement":    mapping((*Mapper).MeasurementToFHIR, (*Mapper).MeasurementFromFHIR),
 		"prescription":   mapping((*Mapper).PrescriptionToFHIR, (*Mapper).PrescriptionFromFHIR),
 		"administration": mapping((*Mapper).AdministrationToFHIR, (*Mapper).AdministrationFromFHIR),
+		"consent":        mapping((*Mapper).ConsentToFHIR, (*Mapper).ConsentFromFHIR),
+		"intention":      mapping((*Mapper).IntentionToFHIR, (*Mapper).IntentionFromFHIR),
 	}
 }
 
