@@ -321,11 +321,29 @@ func (s *Service) Intentions(ctx context.Context, clientID string, o ListOptions
 
 // Measurements.
 
+// sessionLabels are the labels of a session's program.
+func (s *Service) sessionLabels(ctx context.Context, sessionID string) (mappings.Labels, error) {
+	se, err := get(ctx, s, sessionView, sessionID, "session")
+	if fault.Is(err, fault.NotFound) {
+		return mappings.Labels{}, fault.New(fault.Unprocessable, "sessionId", "sessionId names no session")
+	}
+	if err != nil {
+		return mappings.Labels{}, err
+	}
+	p, err := get(ctx, s, programView, se.val.ProgramID, "program")
+	return s.m.ProgramLabels(p.val), err
+}
+
 // CreateMeasurement stores a measurement; totals and severities of scales
-// are computed from the items. It is labelled like the client's programs.
+// are computed from the items. It is labelled like its session's program,
+// or without a session like the client's programs.
 func (s *Service) CreateMeasurement(ctx context.Context, m mappings.Measurement) (mappings.Measurement, error) {
 	m.ID = resource.NewID()
-	l, err := s.clientLabels(ctx, m.ClientID)
+	labels := func() (mappings.Labels, error) { return s.clientLabels(ctx, m.ClientID) }
+	if m.SessionID != "" {
+		labels = func() (mappings.Labels, error) { return s.sessionLabels(ctx, m.SessionID) }
+	}
+	l, err := labels()
 	if err != nil {
 		return m, err
 	}

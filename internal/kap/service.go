@@ -220,15 +220,29 @@ func list[T any](ctx context.Context, s *Service, v view[T], params url.Values, 
 	if err != nil {
 		return nil, "", err
 	}
+	out, err := mapPage(ctx, s, v, recs, keep)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if more && len(recs) > 0 {
+		next = s.cursors.Next(req, recs[len(recs)-1])
+	}
+	return out, next, nil
+}
+
+// mapPage maps stored primaries back, with the companions of the page.
+func mapPage[T any](ctx context.Context, s *Service, v view[T], recs []*store.Record, keep func(T) bool) ([]item[T], error) {
 	page := make([]mappings.Resource, len(recs))
 	for i, r := range recs {
-		page[i] = mappings.Resource{Type: r.Type, ID: r.ID, JSON: json.RawMessage(r.Raw)}
+		page[i] = resourceOf(r)
 	}
 	var companions []mappings.Resource
 	var drop map[string]bool
 	if v.with != nil && len(page) > 0 {
+		var err error
 		if companions, drop, err = v.with(ctx, s, page); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 	}
 	var out []item[T]
@@ -243,11 +257,11 @@ func list[T any](ctx context.Context, s *Service, v view[T], params url.Values, 
 			out = append(out, item[T]{t, recs[i]})
 		}
 	}
-	next := ""
-	if more && len(recs) > 0 {
-		next = s.cursors.Next(req, recs[len(recs)-1])
-	}
-	return out, next, nil
+	return out, nil
+}
+
+func resourceOf(r *store.Record) mappings.Resource {
+	return mappings.Resource{Type: r.Type, ID: r.ID, JSON: json.RawMessage(r.Raw)}
 }
 
 // listPage is list as a Page of values.
@@ -279,21 +293,49 @@ func listAll[T any](ctx context.Context, s *Service, v view[T], params url.Value
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 
-// get reads one item by the id of its primary resource; expr names the
-// request field or path part that gave the id, for a 404.
+// get reads one item by the id of its primary resource (a read by id,
+// the store's cheapest query); what names the KAP type for a 404.
 func get[T any](ctx context.Context, s *Service, v view[T], id, what string) (item[T], error) {
 	notFound := fault.New(fault.NotFound, "", "there is no %s %q", what, id)
 	if !idRE.MatchString(id) {
 		return item[T]{}, notFound
 	}
-	items, _, err := list(ctx, s, v, url.Values{"_id": {id}}, ListOptions{Limit: 1}, nil)
+	rec, err := s.res.Read(ctx, v.typ, id)
+	if fault.Is(err, fault.NotFound) || fault.Is(err, fault.Gone) {
+		return item[T]{}, notFound
+	}
 	if err != nil {
 		return item[T]{}, err
 	}
-	if len(items) == 0 {
-		return item[T]{}, notFound
+	items, err := mapPage(ctx, s, v, []*store.Record{rec}, nil)
+	if err != nil || len(items) == 0 {
+		return item[T]{}, cmpErr(err, notFound)
 	}
 	return items[0], nil
+}
+
+func cmpErr(err, otherwise error) error {
+	if err != nil {
+		return err
+	}
+	return otherwise
+}
+
+// byID reads resources of typ by id, one read each (reads by id are
+// cheap where searches scan); missing and deleted ones are left out.
+func (s *Service) byID(ctx context.Context, typ string, ids []string) ([]mappings.Resource, error) {
+	var out []mappings.Resource
+	for _, id := range ids {
+		rec, err := s.res.Read(ctx, typ, id)
+		switch {
+		case fault.Is(err, fault.NotFound) || fault.Is(err, fault.Gone):
+		case err != nil:
+			return nil, err
+		default:
+			out = append(out, resourceOf(rec))
+		}
+	}
+	return out, nil
 }
 
 // companions searches typ with param set to the OR of values (one search

@@ -2,7 +2,6 @@ package kap
 
 import (
 	"context"
-	"net/url"
 
 	"github.com/kapfhir/kapfhir/mappings"
 )
@@ -29,38 +28,48 @@ func teamCompanions(ctx context.Context, s *Service, page []mappings.Resource) (
 }
 
 // programCompanions: the indications (Conditions) and CareTeams the
-// EpisodeOfCares refer to, and the clients' dosing-plan ServiceRequests.
+// EpisodeOfCares refer to, and their dosing plans (ServiceRequest
+// <id>-dosing-plan), all read by id.
 func programCompanions(ctx context.Context, s *Service, page []mappings.Resource) ([]mappings.Resource, map[string]bool, error) {
+	var plans []string
+	for _, p := range page {
+		plans = append(plans, p.ID+"-dosing-plan")
+	}
 	var out []mappings.Resource
-	for _, c := range []struct{ typ, param string }{{"Condition", "_id"}, {"CareTeam", "_id"}} {
-		rs, err := s.companions(ctx, c.typ, c.param, refsTo(page, c.typ, true), nil)
+	for _, c := range []struct {
+		typ string
+		ids []string
+	}{{"Condition", refsTo(page, "Condition", true)}, {"CareTeam", refsTo(page, "CareTeam", true)}, {"ServiceRequest", plans}} {
+		rs, err := s.byID(ctx, c.typ, c.ids)
 		if err != nil {
 			return nil, nil, err
 		}
 		out = append(out, rs...)
 	}
-	plans, err := s.companions(ctx, "ServiceRequest", "patient", refsTo(page, "Patient", false),
-		url.Values{"code": {s.m.KapSystem() + "|" + string(Dosing)}})
-	return append(out, plans...), nil, err
+	return out, nil, nil
 }
 
-// sessionCompanions: the discharge CarePlans and released-to-escort
-// Observations of the page's Encounters.
+// sessionCompanions: the discharge CarePlan <id>-discharge and the
+// released-to-escort Observation <id>-released of the page's Encounters,
+// read by id.
 func sessionCompanions(ctx context.Context, s *Service, page []mappings.Resource) ([]mappings.Resource, map[string]bool, error) {
-	encs := refOf(page)
-	plans, err := s.companions(ctx, "CarePlan", "encounter", encs, nil)
+	var plans, released []string
+	for _, p := range page {
+		plans, released = append(plans, p.ID+"-discharge"), append(released, p.ID+"-released")
+	}
+	out, err := s.byID(ctx, "CarePlan", plans)
 	if err != nil {
 		return nil, nil, err
 	}
-	released, err := s.companions(ctx, "Observation", "encounter", encs, url.Values{"code": {s.m.KapSystem() + "|released-to-escort"}})
-	return append(plans, released...), nil, err
+	rs, err := s.byID(ctx, "Observation", released)
+	return append(out, rs...), nil, err
 }
 
 // measurementCompanions: the members of the page's panels (items and
 // totals), which are not measurements of their own: the panels that list
 // a page's Observation as a member drop it.
 func measurementCompanions(ctx context.Context, s *Service, page []mappings.Resource) ([]mappings.Resource, map[string]bool, error) {
-	members, err := s.companions(ctx, "Observation", "_id", refsTo(page, "Observation", true), nil)
+	members, err := s.byID(ctx, "Observation", refsTo(page, "Observation", true))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -232,7 +232,7 @@ func (s *Service) ConfirmEscort(ctx context.Context, sessionID string, in Escort
 		return it.val, err
 	}
 	se := it.val
-	l, err := s.clientLabels(ctx, se.ClientID)
+	l, err := s.sessionLabels(ctx, sessionID)
 	if err != nil {
 		return se, err
 	}
