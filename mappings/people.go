@@ -26,7 +26,7 @@ type Client struct {
 	Name        Name         `json:"name"`
 	Gender      string       `json:"gender"` // male | female | other | unknown
 	BirthDate   string       `json:"birthDate,omitempty"`
-	Identifiers []Identifier `json:"identifiers"`
+	Identifiers []Identifier `json:"identifiers,omitempty"`
 	Phone       string       `json:"phone,omitempty"`
 	Email       string       `json:"email,omitempty"`
 }
@@ -38,7 +38,7 @@ type TeamMember struct {
 	Name        Name         `json:"name"`
 	Role        string       `json:"role"`               // psychotherapist | prescriber | nurse
 	Taxonomy    string       `json:"taxonomy,omitempty"` // NUCC code allowed for the role
-	Identifiers []Identifier `json:"identifiers"`
+	Identifiers []Identifier `json:"identifiers,omitempty"`
 	Phone       string       `json:"phone,omitempty"`
 	Email       string       `json:"email,omitempty"`
 }
@@ -219,11 +219,7 @@ func (m *Mapper) TeamMemberToFHIR(tm TeamMember) ([]Resource, error) {
 }
 
 func roleKeys(t *tables) []string {
-	var out []string
-	for _, r := range t.team {
-		out = append(out, r.Role)
-	}
-	return out
+	return keys(t.team, func(r *teamRole) string { return r.Role })
 }
 
 // TeamMemberFromFHIR reads a Practitioner and the PractitionerRole of the
@@ -257,11 +253,7 @@ func (m *Mapper) TeamMemberFromFHIR(rs []Resource) (TeamMember, bool) {
 }
 
 func relationshipKeys(t *tables) []string {
-	var out []string
-	for _, r := range t.relations {
-		out = append(out, r.Relationship)
-	}
-	return out
+	return keys(t.relations, func(r *relationship) string { return r.Relationship })
 }
 
 const escortText = "Designated driver / escort"

@@ -325,9 +325,5 @@ func (m *Mapper) ProgramFromFHIR(rs []Resource) (Program, bool) {
 }
 
 func indicationKeys(t *tables) []string {
-	var out []string
-	for _, r := range t.indications {
-		out = append(out, r.Indication)
-	}
-	return out
+	return keys(t.indications, func(r *indication) string { return r.Indication })
 }
