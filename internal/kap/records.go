@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/search"
+	"github.com/kapfhir/kapfhir/internal/store"
 	"github.com/kapfhir/kapfhir/mappings"
 )
 
@@ -24,45 +26,75 @@ type records struct {
 	consents        []mappings.Consent
 }
 
-// programRecords reads a program and its records: a handful of searches
-// (sessions by program, the rest by client), whatever the program's size.
+// clientTypes are the types of a client's records the rules and the
+// summary read.
+var clientTypes = []string{"Encounter", "CarePlan", "MedicationRequest", "MedicationAdministration", "Observation", "Consent"}
+
+// programRecords reads a program and its records: the program by id, and
+// the client's records of clientTypes in one query over the client's
+// compartment (as $everything does), whatever the program's size.
 func (s *Service) programRecords(ctx context.Context, programID string) (*records, error) {
 	p, err := get(ctx, s, programView, programID, "program")
 	if err != nil {
 		return nil, err
 	}
 	r := &records{program: p, labels: s.m.ProgramLabels(p.val)}
-	if r.sessions, err = listAll(ctx, s, sessionView, url.Values{"episode-of-care": {"EpisodeOfCare/" + programID}}, nil); err != nil {
+	recs, err := s.compartment(ctx, p.val.ClientID, clientTypes)
+	if err != nil {
 		return nil, err
 	}
+	byType := map[string][]*store.Record{}
+	pool := make([]mappings.Resource, len(recs))
+	for i, rec := range recs {
+		byType[rec.Type] = append(byType[rec.Type], rec)
+		pool[i] = resourceOf(rec)
+	}
+	r.sessions = mapGroup(s, sessionView, byType["Encounter"], pool, nil, func(x mappings.Session) bool { return x.ProgramID == programID })
 	inProgram := map[string]bool{}
 	for _, se := range r.sessions {
 		inProgram[se.val.ID] = true
 	}
-	client := url.Values{"patient": {"Patient/" + p.val.ClientID}}
-	ps, err := listAll(ctx, s, prescriptView, client, func(x mappings.Prescription) bool { return x.ProgramID == programID })
-	if err != nil {
-		return nil, err
+	r.prescriptions = values(mapGroup(s, prescriptView, byType["MedicationRequest"], nil, nil,
+		func(x mappings.Prescription) bool { return x.ProgramID == programID }))
+	r.administrations = values(mapGroup(s, administerView, byType["MedicationAdministration"], nil, nil,
+		func(x mappings.Administration) bool { return inProgram[x.SessionID] }))
+	// An Observation another one refers to (a panel's item or total) is
+	// part of that measurement. Measurements outside any session (a
+	// PHQ-9 sent home) belong to the client's program too.
+	var observations []mappings.Resource
+	for _, rec := range byType["Observation"] {
+		observations = append(observations, resourceOf(rec))
 	}
-	r.prescriptions = values(ps)
-	as, err := listAll(ctx, s, administerView, client, func(x mappings.Administration) bool { return inProgram[x.SessionID] })
-	if err != nil {
-		return nil, err
+	members := map[string]bool{}
+	for _, ref := range refsTo(observations, "Observation", false) {
+		members[ref] = true
 	}
-	r.administrations = values(as)
-	// Measurements outside any session (a weight at intake, a PHQ-9 sent
-	// home) belong to the client's program too.
-	ms, err := listAll(ctx, s, measureView, client, func(x mappings.Measurement) bool { return x.SessionID == "" || inProgram[x.SessionID] })
-	if err != nil {
-		return nil, err
-	}
-	r.measurements = values(ms)
-	cs, err := listAll(ctx, s, consentView, client, nil)
-	if err != nil {
-		return nil, err
-	}
-	r.consents = values(cs)
+	r.measurements = values(mapGroup(s, measureView, byType["Observation"], observations, members,
+		func(x mappings.Measurement) bool { return x.SessionID == "" || inProgram[x.SessionID] }))
+	r.consents = values(mapGroup(s, consentView, byType["Consent"], nil, nil, nil))
 	return r, nil
+}
+
+// compartment reads the current resources of types in the client's
+// compartment, page after page of one query.
+func (s *Service) compartment(ctx context.Context, clientID string, types []string) ([]*store.Record, error) {
+	req, err := search.Everything(s.reg, clientID, url.Values{"_type": {strings.Join(types, ",")}}, false)
+	if err != nil {
+		return nil, err
+	}
+	q := &store.Query{Types: req.Types, And: req.Conds, Sort: req.Sort, Limit: maxLimit}
+	var all []*store.Record
+	for {
+		recs, more, err := s.res.Search(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, recs...)
+		if !more || len(recs) == 0 {
+			return all, nil
+		}
+		q.After = recs[len(recs)-1].Keys
+	}
 }
 
 func values[T any](items []item[T]) []T {

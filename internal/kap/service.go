@@ -233,31 +233,38 @@ func list[T any](ctx context.Context, s *Service, v view[T], params url.Values, 
 
 // mapPage maps stored primaries back, with the companions of the page.
 func mapPage[T any](ctx context.Context, s *Service, v view[T], recs []*store.Record, keep func(T) bool) ([]item[T], error) {
-	page := make([]mappings.Resource, len(recs))
-	for i, r := range recs {
-		page[i] = resourceOf(r)
-	}
 	var companions []mappings.Resource
 	var drop map[string]bool
-	if v.with != nil && len(page) > 0 {
+	if v.with != nil && len(recs) > 0 {
+		page := make([]mappings.Resource, len(recs))
+		for i, r := range recs {
+			page[i] = resourceOf(r)
+		}
 		var err error
 		if companions, drop, err = v.with(ctx, s, page); err != nil {
 			return nil, err
 		}
 	}
+	return mapGroup(s, v, recs, companions, drop, keep), nil
+}
+
+// mapGroup maps each primary with the companions, leaving out those in
+// drop and those keep refuses.
+func mapGroup[T any](s *Service, v view[T], recs []*store.Record, companions []mappings.Resource, drop map[string]bool, keep func(T) bool) []item[T] {
 	var out []item[T]
 	group := make([]mappings.Resource, 1, len(companions)+1)
 	group = append(group, companions...)
-	for i, p := range page {
+	for _, r := range recs {
+		p := resourceOf(r)
 		if drop[p.Ref()] {
 			continue
 		}
 		group[0] = p // the mappings read the first resource of the type
 		if t, ok := v.from(s.m, group); ok && (keep == nil || keep(t)) {
-			out = append(out, item[T]{t, recs[i]})
+			out = append(out, item[T]{t, r})
 		}
 	}
-	return out, nil
+	return out
 }
 
 func resourceOf(r *store.Record) mappings.Resource {
