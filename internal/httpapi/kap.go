@@ -138,8 +138,8 @@ func kapList(l lister, filters ...string) func(*api, *gin.Context) error {
 		o := kap.ListOptions{Cursor: c.Query("cursor")}
 		if v, ok := c.GetQuery("limit"); ok {
 			n, err := strconv.Atoi(v)
-			if err != nil {
-				return fault.New(fault.Invalid, "limit", "limit must be a whole number, not %q", v).WithCode("value")
+			if err != nil || n < 1 {
+				return fault.New(fault.Invalid, "limit", "limit must be a whole number from 1, not %q", v).WithCode("value")
 			}
 			o.Limit = n
 		}

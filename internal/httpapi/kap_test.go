@@ -20,6 +20,9 @@ type kapAPI struct {
 	t    *testing.T
 	e    *env
 	spec *specChecker
+	// bad: the requests are bad on purpose; only responses are checked
+	// against the spec.
+	bad bool
 }
 
 func newKapAPI(t *testing.T, e *env) *kapAPI {
@@ -47,7 +50,7 @@ func (k *kapAPI) raw(method, path string, body any) *response {
 		b = string(bs)
 	}
 	r := do(k.t, k.e.srv.URL, method, "/kap/v1"+path, b, "Content-Type", "application/json")
-	k.spec.check(k.t, method, "/kap/v1"+path, b, r)
+	k.spec.check(k.t, method, "/kap/v1"+path, b, r, k.bad)
 	return r
 }
 
@@ -262,5 +265,76 @@ func checkKapFHIR(t *testing.T, e *env, p kapProgram, dosing string) {
 				t.Errorf("%s does not contain %s:\n%s", c.path, w, body)
 			}
 		}
+	}
+}
+
+// TestKapReadsFHIRWrites: a resource written through the FHIR API that
+// fits the KAP model is read by the KAP API; a substance-use program
+// labels its resources SUD and 42CFRPart2.
+func TestKapReadsFHIRWrites(t *testing.T) {
+	e := newEnv(t)
+	k := newKapAPI(t, e)
+	client := k.create("/clients", M{"name": M{"family": "Moss"}, "gender": "male", "identifiers": []M{{"system": "https://clinic.example/mrn", "value": "MRN-2"}}})
+	program := k.create("/programs", M{"clientId": client, "status": "active", "start": "2026-03-02",
+		"indications": []M{{"indication": "alcohol-use-disorder", "role": "chief-complaint"}}})
+	eoc := string(e.get("/fhir/EpisodeOfCare/" + program).body)
+	for _, label := range []string{`"code":"R"`, `"code":"PSY"`, `"code":"SUD"`, `"code":"42CFRPart2"`} {
+		if !strings.Contains(eoc, label) {
+			t.Errorf("the substance-use program lacks %s: %s", label, eoc)
+		}
+	}
+	enc := e.create("Encounter", `{"resourceType":"Encounter","status":"finished",
+		"class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},
+		"type":[{"coding":[{"system":"https://kapfhir.org/fhir/CodeSystem/kap","code":"preparation"}]}],
+		"subject":{"reference":"Patient/`+client+`"},"episodeOfCare":[{"reference":"EpisodeOfCare/`+program+`"}],
+		"period":{"start":"2026-03-04T09:00:00-05:00","end":"2026-03-04T10:00:00-05:00"}}`)
+	got := k.call("GET", "/programs/"+program+"/sessions?kind=preparation", nil, http.StatusOK)["items"].([]any)
+	want := []any{M{"id": enc, "programId": program, "clientId": client, "kind": "preparation", "status": "finished",
+		"start": "2026-03-04T09:00:00-05:00", "end": "2026-03-04T10:00:00-05:00"}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("the Encounter written through /fhir as a KAP session (-want +got):\n%s", d)
+	}
+	summary := k.call("GET", "/programs/"+program+"/summary", nil, http.StatusOK)
+	if d := cmp.Diff(M{"preparation": M{"finished": json.Number("1")}}, summary["sessions"]); d != "" {
+		t.Errorf("summary sessions (-want +got):\n%s", d)
+	}
+}
+
+// TestKapErrors: bad requests are 4xx OperationOutcomes naming the field.
+func TestKapErrors(t *testing.T) {
+	e := newEnv(t)
+	k := newKapAPI(t, e)
+	client := k.create("/clients", M{"name": M{"family": "Moss"}, "gender": "male", "identifiers": []M{{"system": "https://clinic.example/mrn", "value": "MRN-3"}}})
+	program := k.create("/programs", M{"clientId": client, "status": "active", "start": "2026-03-02"})
+	k.bad = true
+	for _, c := range []struct {
+		name, method, path string
+		body               any
+		status             int
+		expression         string
+	}{
+		{"unknown field", "POST", "/clients", M{"name": M{"family": "X"}, "gender": "male", "nickname": "x"}, 400, "nickname"},
+		{"wrong type", "POST", "/clients", M{"name": "X", "gender": "male"}, 400, "name"},
+		{"mapping check", "POST", "/clients", M{"name": M{"family": "X"}, "gender": "robot", "identifiers": []M{{"system": "s", "value": "v"}}}, 400, "gender"},
+		{"unknown program", "POST", "/sessions", M{"programId": "nope", "kind": "intake", "status": "planned"}, 422, "programId"},
+		{"unknown client", "POST", "/programs", M{"clientId": "nope", "status": "active", "start": "2026-03-02"}, 422, "clientId"},
+		{"unknown filter", "GET", "/programs?client=" + client, nil, 400, "client"},
+		{"bad limit", "GET", "/clients?limit=0", nil, 400, "limit"},
+		{"bad cursor", "GET", "/clients?cursor=abc", nil, 400, "cursor"},
+		{"malformed override", "POST", "/sessions", M{"programId": program, "kind": "dosing", "product": "ketamine", "status": "in-progress", "route": "im",
+			"override": M{"rules": []string{"dosing.escort-required"}}}, 400, "override.reason"},
+		{"dosing without an order", "POST", "/sessions", M{"programId": program, "kind": "dosing", "product": "ketamine", "status": "in-progress"}, 400, "route"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			k.t = t
+			defer func() { k.t = e.t }()
+			r := k.raw(c.method, c.path, c.body)
+			if r.status != c.status || r.expression(t) != c.expression {
+				t.Errorf("%d at %q, want %d at %q: %s", r.status, r.expression(t), c.status, c.expression, r.body)
+			}
+		})
+	}
+	if r := k.raw("GET", "/clients/nope", nil); r.status != http.StatusNotFound {
+		t.Errorf("unknown client: %d %s", r.status, r.body)
 	}
 }
