@@ -294,9 +294,16 @@ func TestKapReadsFHIRWrites(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("the Encounter written through /fhir as a KAP session (-want +got):\n%s", d)
 	}
+	// A no-driving Flag written through /fhir is an open safety item
+	// until it ends.
+	e.create("Flag", `{"resourceType":"Flag","status":"active","code":{"coding":[{"system":"https://kapfhir.org/fhir/CodeSystem/kap","code":"no-driving"}]},
+		"subject":{"reference":"Patient/`+client+`"},"encounter":{"reference":"Encounter/`+enc+`"},"period":{"start":"2026-03-04T10:00:00-05:00","end":"2099-01-01T00:00:00Z"}}`)
 	summary := k.call("GET", "/programs/"+program+"/summary", nil, http.StatusOK)
 	if d := cmp.Diff(M{"preparation": M{"finished": json.Number("1")}}, summary["sessions"]); d != "" {
 		t.Errorf("summary sessions (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]any{M{"kind": "no-driving", "session": enc, "until": "2099-01-01T00:00:00Z"}}, summary["openSafetyItems"]); d != "" {
+		t.Errorf("open safety items (-want +got):\n%s", d)
 	}
 }
 

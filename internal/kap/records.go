@@ -24,11 +24,12 @@ type records struct {
 	administrations []mappings.Administration
 	measurements    []mappings.Measurement
 	consents        []mappings.Consent
+	noDriving       []NoDrivingFlag
 }
 
 // clientTypes are the types of a client's records the rules and the
 // summary read.
-var clientTypes = []string{"Encounter", "CarePlan", "MedicationRequest", "MedicationAdministration", "Observation", "Consent"}
+var clientTypes = []string{"Encounter", "CarePlan", "MedicationRequest", "MedicationAdministration", "Observation", "Consent", "Flag"}
 
 // programRecords reads a program and its records: the program by id, and
 // the client's records of clientTypes in one query over the client's
@@ -72,6 +73,11 @@ func (s *Service) programRecords(ctx context.Context, programID string) (*record
 	r.measurements = values(mapGroup(s, measureView, byType["Observation"], observations, members,
 		func(x mappings.Measurement) bool { return x.SessionID == "" || inProgram[x.SessionID] }))
 	r.consents = values(mapGroup(s, consentView, byType["Consent"], nil, nil, nil))
+	for _, rec := range byType["Flag"] {
+		if f, ok := s.noDrivingFlag(rec, inProgram); ok {
+			r.noDriving = append(r.noDriving, f)
+		}
+	}
 	return r, nil
 }
 
@@ -246,13 +252,33 @@ func (r *records) summaryFacts(at time.Time) SummaryFacts {
 			f.PHQ9 = append(f.PHQ9, Score{Total: *m.Total, Time: parseTime(m.Time)})
 		}
 	}
-	for _, se := range r.sessions {
-		if d := se.val.Discharge; d != nil && d.InstructionEnd != "" {
-			f.NoDriving = append(f.NoDriving, NoDrivingFlag{Session: se.val.ID, Status: "active", End: parseTime(d.InstructionEnd)})
-		}
-	}
+	f.NoDriving = r.noDriving
 	return f
 }
 
 // jsonNumber is a decimal as the mappings take it, exact.
 func jsonNumber(d Decimal) json.Number { return json.Number(d.String()) }
+
+// noDrivingFlag reads a kap#no-driving Flag of one of the program's
+// sessions (the mappings have no Flag view: its status and end are all the
+// summary needs, and a clinician may end it through the FHIR API).
+func (s *Service) noDrivingFlag(rec *store.Record, inProgram map[string]bool) (NoDrivingFlag, bool) {
+	var f struct {
+		Status string `json:"status"`
+		Code   struct {
+			Coding []struct{ System, Code string } `json:"coding"`
+		} `json:"code"`
+		Period    struct{ End string }       `json:"period"`
+		Encounter struct{ Reference string } `json:"encounter"`
+	}
+	if json.Unmarshal([]byte(rec.Raw), &f) != nil {
+		return NoDrivingFlag{}, false
+	}
+	session, _ := strings.CutPrefix(f.Encounter.Reference, "Encounter/")
+	if !inProgram[session] || !slices.ContainsFunc(f.Code.Coding, func(c struct{ System, Code string }) bool {
+		return c.System == s.m.KapSystem() && c.Code == "no-driving"
+	}) {
+		return NoDrivingFlag{}, false
+	}
+	return NoDrivingFlag{Session: session, Status: f.Status, End: parseTime(f.Period.End)}, true
+}

@@ -102,6 +102,12 @@ func (s *Service) CreateSession(ctx context.Context, in SessionInput) (mappings.
 	} else if se.ClientID != r.program.val.ClientID {
 		return se, fault.New(fault.Unprocessable, "clientId", "clientId is not the client of the program")
 	}
+	switch {
+	case se.Discharge != nil:
+		return se, fault.New(fault.Invalid, "discharge", "a discharge is recorded by POST /kap/v1/sessions/{id}/discharge").WithCode("business-rule")
+	case se.Kind == string(Dosing) && se.Status == "finished":
+		return se, fault.New(fault.Unprocessable, "status", "a dosing session finishes with its discharge: create it planned or started").WithCode("business-rule")
+	}
 	var overrides []Override
 	var extra []mappings.Resource
 	if se.Kind == string(Dosing) && started(se.Status) {
@@ -330,8 +336,10 @@ func (s *Service) CreateAdministration(ctx context.Context, in AdministrationInp
 	if err != nil {
 		return a, err
 	}
-	if it.val.Kind != string(Dosing) {
-		return a, fault.New(fault.Unprocessable, "sessionId", "doses are given in dosing sessions only").WithCode("business-rule")
+	if it.val.Kind != string(Dosing) || !started(it.val.Status) {
+		// The dosing rules are checked when a session starts: a dose
+		// needs a dosing session under way.
+		return a, fault.New(fault.Unprocessable, "sessionId", "a dose is given in a dosing session that has started and is not discharged (this one is a %s session, %s)", it.val.Kind, it.val.Status).WithCode("business-rule")
 	}
 	if a.ClientID == "" {
 		a.ClientID = it.val.ClientID
