@@ -216,6 +216,40 @@ func TestKapProgramEndToEnd(t *testing.T) {
 
 	checkKapFHIR(t, e, p, dosing[0])
 
+	// Every read route answers as openapi.yaml says (the spec checker).
+	items := func(path string) []any { return k.call("GET", path, nil, http.StatusOK)["items"].([]any) }
+	for path, n := range map[string]int{
+		"/clients": 1, "/team-members": 3, "/programs?clientId=" + p.client + "&status=active": 1,
+		"/programs/" + p.program + "/prescriptions": 1, "/clients/" + p.client + "/consents": 1,
+		"/clients/" + p.client + "/intentions": 1, "/clients/" + p.client + "/escorts": 1,
+		"/clients/" + p.client + "/measurements?sessionId=" + dosing[0]: 5, // 2 BP, escort confirmed, ready, released
+	} {
+		list := items(path)
+		if len(list) != n {
+			t.Errorf("GET %s: %d items, want %d", path, len(list), n)
+		}
+		for _, it := range list {
+			id := it.(map[string]any)["id"].(string)
+			single := strings.SplitN(path, "?", 2)[0]
+			switch {
+			case strings.HasPrefix(single, "/clients/"):
+				single = "/" + strings.Split(single, "/")[3]
+			case strings.HasPrefix(single, "/programs/"):
+				single = "/prescriptions"
+			}
+			if got := k.call("GET", single+"/"+id, nil, http.StatusOK); !cmp.Equal(got, it) {
+				t.Errorf("GET %s/%s differs from its list item: %s", single, id, cmp.Diff(it, got))
+			}
+		}
+	}
+	for _, path := range []string{"/sessions/" + dosing[0], "/administrations/" + doses[0].(map[string]any)["id"].(string)} {
+		k.call("GET", path, nil, http.StatusOK)
+	}
+	done := k.call("POST", "/programs/"+p.program+"/status", M{"status": "finished", "time": day(12, "11:00")}, http.StatusOK)
+	if h := done["statusHistory"].([]any); len(h) != 2 || done["end"] != day(12, "11:00") {
+		t.Errorf("finished program: %v", done)
+	}
+
 	// The FHIR operation gives the same summary as Parameters.
 	op := e.get("/fhir/EpisodeOfCare/" + p.program + "/$kap-summary")
 	if op.status != http.StatusOK || !strings.Contains(string(op.body), `"name":"remission","valueBoolean":true`) {
