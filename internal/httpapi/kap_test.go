@@ -375,7 +375,9 @@ func TestKapErrors(t *testing.T) {
 			}
 		})
 	}
-	if r := k.raw("GET", "/clients/nope", nil); r.status != http.StatusNotFound {
-		t.Errorf("unknown client: %d %s", r.status, r.body)
+	for _, path := range []string{"/kap/v1/clients/nope", "/fhir/EpisodeOfCare/nope/$kap-summary", "/fhir/Patient/" + client + "/$kap-summary"} {
+		if r := e.get(path); r.status != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404: %s", path, r.status, r.body)
+		}
 	}
 }
