@@ -252,6 +252,9 @@ func (s *Service) clientLabels(ctx context.Context, clientID string) (mappings.L
 
 // createForClient stores a client-level record mapped by to.
 func createForClient[T any](ctx context.Context, s *Service, clientID string, v T, to func(*mappings.Mapper, T, mappings.Labels) ([]mappings.Resource, error)) (T, error) {
+	if err := exists(ctx, s, clientView, "clientId", clientID); err != nil {
+		return v, err
+	}
 	l, err := s.clientLabels(ctx, clientID)
 	if err != nil {
 		return v, err
@@ -321,17 +324,27 @@ func (s *Service) Intentions(ctx context.Context, clientID string, o ListOptions
 
 // Measurements.
 
-// sessionLabels are the labels of a session's program.
-func (s *Service) sessionLabels(ctx context.Context, sessionID string) (mappings.Labels, error) {
+// sessionLabels reads the session a request names in sessionId and the
+// labels of its program.
+func (s *Service) sessionLabels(ctx context.Context, sessionID string) (mappings.Session, mappings.Labels, error) {
 	se, err := get(ctx, s, sessionView, sessionID, "session")
 	if fault.Is(err, fault.NotFound) {
-		return mappings.Labels{}, fault.New(fault.Unprocessable, "sessionId", "sessionId names no session")
+		return se.val, mappings.Labels{}, fault.New(fault.Unprocessable, "sessionId", "sessionId names no session")
 	}
 	if err != nil {
-		return mappings.Labels{}, err
+		return se.val, mappings.Labels{}, err
 	}
 	p, err := get(ctx, s, programView, se.val.ProgramID, "program")
-	return s.m.ProgramLabels(p.val), err
+	return se.val, s.m.ProgramLabels(p.val), err
+}
+
+// sameClient is the client of a request whose session or program gives
+// it: the request's may be left out, and must not be another.
+func sameClient(given, want string) (string, error) {
+	if given != "" && given != want {
+		return given, fault.New(fault.Unprocessable, "clientId", "clientId is not the client of the session or program")
+	}
+	return want, nil
 }
 
 // CreateMeasurement stores a measurement; totals and severities of scales
@@ -339,11 +352,18 @@ func (s *Service) sessionLabels(ctx context.Context, sessionID string) (mappings
 // or without a session like the client's programs.
 func (s *Service) CreateMeasurement(ctx context.Context, m mappings.Measurement) (mappings.Measurement, error) {
 	m.ID = resource.NewID()
-	labels := func() (mappings.Labels, error) { return s.clientLabels(ctx, m.ClientID) }
-	if m.SessionID != "" {
-		labels = func() (mappings.Labels, error) { return s.sessionLabels(ctx, m.SessionID) }
+	var l mappings.Labels
+	var err error
+	if m.SessionID == "" {
+		if err = exists(ctx, s, clientView, "clientId", m.ClientID); err == nil {
+			l, err = s.clientLabels(ctx, m.ClientID)
+		}
+	} else {
+		var se mappings.Session
+		if se, l, err = s.sessionLabels(ctx, m.SessionID); err == nil {
+			m.ClientID, err = sameClient(m.ClientID, se.ClientID)
+		}
 	}
-	l, err := labels()
 	if err != nil {
 		return m, err
 	}

@@ -51,9 +51,6 @@ func NewService(d Deps) *Service {
 	return &Service{res: d.Resources, reg: d.Registry, m: d.Mapper, rules: d.Rules, overrides: d.Overrides, now: d.Now, cursors: d.Cursors}
 }
 
-// Rules are the clinic's rules the service checks.
-func (s *Service) Rules() Rules { return s.rules }
-
 // write stores rs as one atomic unit through the FHIR transaction path
 // (validation, versions, history, change log). versions holds the version
 // an existing resource (by Type/id) must still have: a concurrent change
@@ -316,12 +313,12 @@ func get[T any](ctx context.Context, s *Service, v view[T], id, what string) (it
 	}
 	items, err := mapPage(ctx, s, v, []*store.Record{rec}, nil)
 	if err != nil || len(items) == 0 {
-		return item[T]{}, cmpErr(err, notFound)
+		return item[T]{}, orElse(err, notFound)
 	}
 	return items[0], nil
 }
 
-func cmpErr(err, otherwise error) error {
+func orElse(err, otherwise error) error {
 	if err != nil {
 		return err
 	}

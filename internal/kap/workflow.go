@@ -97,10 +97,8 @@ func (s *Service) CreateSession(ctx context.Context, in SessionInput) (mappings.
 	if err != nil {
 		return se, err
 	}
-	if se.ClientID == "" {
-		se.ClientID = r.program.val.ClientID
-	} else if se.ClientID != r.program.val.ClientID {
-		return se, fault.New(fault.Unprocessable, "clientId", "clientId is not the client of the program")
+	if se.ClientID, err = sameClient(se.ClientID, r.program.val.ClientID); err != nil {
+		return se, err
 	}
 	switch {
 	case se.Discharge != nil:
@@ -238,7 +236,7 @@ func (s *Service) ConfirmEscort(ctx context.Context, sessionID string, in Escort
 		return it.val, err
 	}
 	se := it.val
-	l, err := s.sessionLabels(ctx, sessionID)
+	_, l, err := s.sessionLabels(ctx, sessionID)
 	if err != nil {
 		return se, err
 	}
@@ -264,8 +262,8 @@ func (s *Service) CreatePrescription(ctx context.Context, in PrescriptionInput) 
 	if err != nil {
 		return p, err
 	}
-	if p.ClientID == "" {
-		p.ClientID = r.program.val.ClientID
+	if p.ClientID, err = sameClient(p.ClientID, r.program.val.ClientID); err != nil {
+		return p, err
 	}
 	at, err := timeField("authoredOn", p.AuthoredOn, s.now())
 	if err != nil {
@@ -341,8 +339,8 @@ func (s *Service) CreateAdministration(ctx context.Context, in AdministrationInp
 		// needs a dosing session under way.
 		return a, fault.New(fault.Unprocessable, "sessionId", "a dose is given in a dosing session that has started and is not discharged (this one is a %s session, %s)", it.val.Kind, it.val.Status).WithCode("business-rule")
 	}
-	if a.ClientID == "" {
-		a.ClientID = it.val.ClientID
+	if a.ClientID, err = sameClient(a.ClientID, it.val.ClientID); err != nil {
+		return a, err
 	}
 	start := a.Time
 	if start == "" {
