@@ -343,15 +343,12 @@ func (s *Service) byID(ctx context.Context, typ string, ids []string) ([]mapping
 }
 
 // companions searches typ with param set to the OR of values (one search
-// for a whole page), with extra parameters; nothing when values is empty.
-func (s *Service) companions(ctx context.Context, typ, param string, values []string, extra url.Values) ([]mappings.Resource, error) {
+// for a whole page); nothing when values is empty.
+func (s *Service) companions(ctx context.Context, typ, param string, values []string) ([]mappings.Resource, error) {
 	if len(values) == 0 {
 		return nil, nil
 	}
 	q := url.Values{param: {strings.Join(values, ",")}}
-	for k, v := range extra {
-		q[k] = v
-	}
 	items, err := listAll(ctx, s, view[mappings.Resource]{typ: typ, from: func(_ *mappings.Mapper, rs []mappings.Resource) (mappings.Resource, bool) { return rs[0], true }}, q, nil)
 	if err != nil {
 		return nil, err

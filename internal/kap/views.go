@@ -23,7 +23,7 @@ var (
 
 // teamCompanions: the PractitionerRoles of the page's Practitioners.
 func teamCompanions(ctx context.Context, s *Service, page []mappings.Resource) ([]mappings.Resource, map[string]bool, error) {
-	rs, err := s.companions(ctx, "PractitionerRole", "practitioner", refOf(page), nil)
+	rs, err := s.companions(ctx, "PractitionerRole", "practitioner", refOf(page))
 	return rs, nil, err
 }
 
@@ -73,7 +73,7 @@ func measurementCompanions(ctx context.Context, s *Service, page []mappings.Reso
 	if err != nil {
 		return nil, nil, err
 	}
-	panels, err := s.companions(ctx, "Observation", "has-member", refOf(page), nil)
+	panels, err := s.companions(ctx, "Observation", "has-member", refOf(page))
 	if err != nil {
 		return nil, nil, err
 	}

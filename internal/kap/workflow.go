@@ -14,7 +14,7 @@ import (
 // The writes the rules decide on: sessions starting, prescriptions,
 // administrations and discharges.
 
-// started: the Encounter statuses of a session under way or over.
+// started: the Encounter statuses of a session under way.
 func started(status string) bool {
 	return status == "arrived" || status == "in-progress"
 }
@@ -169,7 +169,7 @@ func (s *Service) sessionRecords(ctx context.Context, id string) (*records, item
 // arriving or starting sets the start, ending the end. A dosing session
 // starting passes the dosing rules; it finishes by its discharge only.
 func (s *Service) SetSessionStatus(ctx context.Context, id string, in SessionStatusInput) (mappings.Session, error) {
-	r, it, err := s.sessionRecords(ctx, id)
+	it, err := get(ctx, s, sessionView, id, "session")
 	if err != nil {
 		return it.val, err
 	}
@@ -183,10 +183,18 @@ func (s *Service) SetSessionStatus(ctx context.Context, id string, in SessionSta
 		return se, fault.New(fault.Unprocessable, "status", "a dosing session finishes with its discharge (POST /kap/v1/sessions/{id}/discharge)").WithCode("business-rule")
 	}
 	var overrides []Override
+	var l mappings.Labels
 	if dosing && started(in.Status) && !started(se.Status) {
+		r, err := s.programRecords(ctx, se.ProgramID)
+		if err != nil {
+			return se, err
+		}
 		if overrides, err = s.checkStart(r, se, in.DosingOrder, false, in.Override, at); err != nil {
 			return se, err
 		}
+		l = r.labels
+	} else if _, l, err = s.sessionLabels(ctx, id); err != nil {
+		return se, err
 	}
 	when := at.Format(time.RFC3339)
 	switch {
@@ -198,11 +206,11 @@ func (s *Service) SetSessionStatus(ctx context.Context, id string, in SessionSta
 		}
 	}
 	se.Status = in.Status
-	rs, err := s.m.SessionToFHIR(se, r.labels)
+	rs, err := s.m.SessionToFHIR(se, l)
 	if err != nil {
 		return se, err
 	}
-	return se, s.write(ctx, rs, map[string]int64{"Encounter/" + id: it.rec.VersionID}, overrides, r.labels)
+	return se, s.write(ctx, rs, map[string]int64{"Encounter/" + id: it.rec.VersionID}, overrides, l)
 }
 
 // confirmation is the escort-confirmed finding of a session.
