@@ -25,6 +25,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/config"
 	"github.com/kapfhir/kapfhir/internal/embedded"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
+	"github.com/kapfhir/kapfhir/internal/kap"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/reindex"
 	"github.com/kapfhir/kapfhir/internal/resource"
@@ -59,6 +60,15 @@ type Options struct {
 // binds the listener and builds the HTTP handler. Serve runs it.
 func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 	a := &App{cfg: cfg, log: o.Logger, mongoURI: cfg.MongoURI}
+	// The clinic's rules are checked before anything starts.
+	rules, err := kap.LoadRules(cfg.KAPRules)
+	if err != nil {
+		return nil, err
+	}
+	mapper, err := kap.NewMapper(rules)
+	if err != nil {
+		return nil, err
+	}
 	m := metrics.New(o.Registry)
 	storeKind := "mongodb"
 	if a.mongoURI == "" {
@@ -99,6 +109,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 	}
 	a.listener = ln
 	svc := resource.New(st, reg, time.Now)
+	cursors := search.NewCursors(cfg.CursorSecret)
 	handler := httpapi.New(httpapi.Config{
 		Resources:    svc,
 		Importer:     bulkimport.New(svc, reg, bulkimport.Options{MaxLineBytes: int(cfg.MaxBodyBytes)}),
@@ -113,7 +124,11 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Version:      Version(),
 		Started:      time.Now(),
-		Cursors:      search.NewCursors(cfg.CursorSecret),
+		Cursors:      cursors,
+		Kap: kap.NewService(kap.Deps{
+			Resources: svc, Registry: reg, Mapper: mapper, Rules: rules,
+			Overrides: kap.NewOverrideCounter(o.Registry), Now: time.Now, Cursors: cursors,
+		}),
 	})
 	a.server = &http.Server{
 		Handler:           handler,

@@ -52,9 +52,10 @@ type opDef struct {
 // operationDefs are keyed by operation name, or by route path where the
 // definition depends on the level.
 var operationDefs = map[string]opDef{
-	"everything": {"http://hl7.org/fhir/OperationDefinition/Patient-everything", []string{"Patient"}},
-	"validate":   {"http://hl7.org/fhir/OperationDefinition/Resource-validate", nil},
-	"import":     {importDefinition, nil},
+	"everything":  {"http://hl7.org/fhir/OperationDefinition/Patient-everything", []string{"Patient"}},
+	"validate":    {"http://hl7.org/fhir/OperationDefinition/Resource-validate", nil},
+	"import":      {importDefinition, nil},
+	"kap-summary": {kapSummaryDefinition, []string{"EpisodeOfCare"}},
 	// Bulk Data export: one name, a definition per level.
 	"/fhir/$export":           {"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export", nil},
 	"/fhir/:type/$export":     {"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export", []string{"Patient"}},

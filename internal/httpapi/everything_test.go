@@ -374,7 +374,8 @@ func TestOperationsInCapabilityStatement(t *testing.T) {
 	want := map[string][]string{
 		"Patient": {"export http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export", validate,
 			"everything http://hl7.org/fhir/OperationDefinition/Patient-everything"},
-		"Observation": {validate},
+		"Observation":   {validate},
+		"EpisodeOfCare": {validate, "kap-summary https://kapfhir.org/fhir/OperationDefinition/kap-summary"},
 	}
 	for typ, w := range want {
 		if diff := cmp.Diff(w, ops[typ]); diff != "" {

@@ -22,6 +22,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
+	"github.com/kapfhir/kapfhir/internal/kap"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/reindex"
 	"github.com/kapfhir/kapfhir/internal/resource"
@@ -84,6 +85,12 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 	jobs := reindex.New(st, reg, m, logger, jobOptions)
 	svc := resource.New(st, reg, time.Now)
 	e.exports = bulkexport.New(st, logger, exportOptions)
+	rules := kap.DefaultRules()
+	mapper, err := kap.NewMapper(rules)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cursors := search.NewCursors("test")
 	return httpapi.New(httpapi.Config{
 		Resources:    svc,
 		Importer:     bulkimport.New(svc, reg, bulkimport.Options{}),
@@ -97,7 +104,9 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 		MaxBodyBytes: 3 << 20, // the largest Synthea bundle is 2.2 MB
 		Version:      "test",
 		Started:      time.Now(),
-		Cursors:      search.NewCursors("test"),
+		Cursors:      cursors,
+		Kap: kap.NewService(kap.Deps{Resources: svc, Registry: reg, Mapper: mapper, Rules: rules,
+			Overrides: kap.NewOverrideCounter(e.reg), Now: time.Now, Cursors: cursors}),
 	}), jobs
 }
 

@@ -11,10 +11,12 @@ import (
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/kap"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
+// param is one Parameters.parameter (or part), with one value at most.
 type param struct {
 	Name           string         `json:"name"`
 	ValueString    string         `json:"valueString,omitempty"`
@@ -22,6 +24,9 @@ type param struct {
 	ValueURI       string         `json:"valueUri,omitempty"`
 	ValueInstant   string         `json:"valueInstant,omitempty"`
 	ValueInteger   *int64         `json:"valueInteger,omitempty"`
+	ValueBoolean   *bool          `json:"valueBoolean,omitempty"`
+	ValueDecimal   *kap.Decimal   `json:"valueDecimal,omitempty"`
+	ValueDateTime  string         `json:"valueDateTime,omitempty"`
 	ValueReference map[string]any `json:"valueReference,omitempty"`
 	Part           []param        `json:"part,omitempty"`
 }

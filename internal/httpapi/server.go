@@ -18,6 +18,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/kap"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/reindex"
 	"github.com/kapfhir/kapfhir/internal/resource"
@@ -42,6 +43,7 @@ type Config struct {
 	Reindex      *reindex.Jobs   // the reindex jobs of custom parameters
 	Importer     *bulkimport.Importer
 	Exports      *bulkexport.Runner
+	Kap          *kap.Service // the clinic's API, /kap/v1
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are
@@ -53,7 +55,7 @@ type route struct {
 	handler      func(*api, *gin.Context) error
 }
 
-var routes = []route{
+var routes = append([]route{
 	{"GET", "/fhir/metadata", "capabilities", "", (*api).capabilities},
 	// Both system interactions, by the Bundle's type; metrics say the first.
 	{"POST", "/fhir", "transaction batch", "system", (*api).bundleInteraction},
@@ -97,7 +99,8 @@ var routes = []route{
 	{"GET", "/fhir/:type/:id/:ctype", "search-type", "", (*api).searchType},
 	{"POST", "/fhir/:type/:id/:ctype/_search", "search-type", "", (*api).searchPost},
 	{"GET", "/fhir/:type/:id/_history/:vid", "vread", "type", (*api).vread},
-}
+	{"GET", "/fhir/:type/:id/$kap-summary", "operation", "type", (*api).kapSummaryOperation},
+}, kapRoutes...)
 
 type api struct {
 	Config
