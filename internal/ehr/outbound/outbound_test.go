@@ -693,3 +693,34 @@ func (h *harness) metric(name string) float64 {
 	}
 	return 0
 }
+
+// A reference to something not delivered yet delivers it first; a
+// patient the EHR does not know puts the change in the dead letters.
+func TestReferences(t *testing.T) {
+	h := newHarness(t, observationCaps, sendObservations)
+	h.put(patientC1)
+	h.put(observation("o1", "x", `"focus":[{"reference":"Condition/k1"}],`))
+	h.put(`{"resourceType":"Condition","id":"k1","code":{"text":"depression"},"subject":{"reference":"Patient/c1"}}`)
+	h.put(`{"resourceType":"Patient","id":"c9","identifier":[{"system":"urn:oid:1.2.3.4.5","value":"MRN-9"}]}`)
+	h.put(strings.Replace(observation("o9", "x", ""), "Patient/c1", "Patient/c9", 1))
+	e := h.engine("a")
+	h.drain(e)
+	cond := h.remote("Condition", "Condition/k1")
+	if cond == nil {
+		t.Fatal("the Condition was not delivered")
+	}
+	obs := h.remote("Observation", "Observation/o1")
+	if focus := obs["focus"].([]any)[0].(map[string]any)["reference"]; focus != "Condition/"+cond["id"].(string) {
+		t.Errorf("focus = %v, want the Condition's remote id %v", focus, cond["id"])
+	}
+	if n := h.ehr.count("POST", "/Condition"); n != 1 {
+		t.Errorf("%d Condition creates, want 1 (its own change finds it delivered)", n)
+	}
+	if h.remote("Observation", "Observation/o9") != nil {
+		t.Error("an Observation of a patient the EHR does not know was sent")
+	}
+	d, err := e.DeadLetter(context.Background(), endpoint, "Observation", "o9", 1)
+	if err != nil || d.Reason != reasonUnmatched {
+		t.Errorf("dead letter %+v, %v; want %s", d, err, reasonUnmatched)
+	}
+}
