@@ -17,6 +17,7 @@ import (
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
+	"github.com/kapfhir/kapfhir/internal/ehr/outbound"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/reindex"
@@ -42,6 +43,8 @@ type Config struct {
 	Reindex      *reindex.Jobs   // the reindex jobs of custom parameters
 	Importer     *bulkimport.Importer
 	Exports      *bulkexport.Runner
+	// Sync is the outbound EHR sync; nil: none configured.
+	Sync *outbound.Engine
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are
@@ -97,6 +100,12 @@ var routes = []route{
 	{"GET", "/fhir/:type/:id/:ctype", "search-type", "", (*api).searchType},
 	{"POST", "/fhir/:type/:id/:ctype/_search", "search-type", "", (*api).searchPost},
 	{"GET", "/fhir/:type/:id/_history/:vid", "vread", "type", (*api).vread},
+	// The outbound EHR sync's admin API (plain JSON; see sync.go).
+	{"GET", "/admin/sync/endpoints", "admin", "", (*api).syncEndpoints},
+	{"GET", "/admin/sync/endpoints/:name", "admin", "", (*api).syncStatus},
+	{"GET", "/admin/sync/endpoints/:name/dead-letters", "admin", "", (*api).syncDeadLetters},
+	{"GET", "/admin/sync/endpoints/:name/dead-letters/:type/:id/:version", "admin", "", (*api).syncDeadLetter},
+	{"POST", "/admin/sync/endpoints/:name/dead-letters/:type/:id/:version/replay", "admin", "", (*api).syncReplay},
 }
 
 type api struct {
