@@ -83,10 +83,7 @@ func (w *worker) deliverChange(ctx context.Context, rec *store.Record) error {
 			return w.settle(ctx, rec, res)
 		}
 		wait := w.backoff(w.state.Attempts, res.retryAfter)
-		// The lease must cover the wait: another instance would otherwise
-		// take the endpoint over from a live worker.
-		w.state.Lease = now.Add(wait)
-		if _, err := w.save(ctx, rec.Seq); err != nil {
+		if _, err := w.save(ctx, rec.Seq, wait); err != nil {
 			return err
 		}
 		if err := w.e.o.Sleep(ctx, wait); err != nil {
@@ -149,7 +146,7 @@ func (w *worker) attempt(ctx context.Context, rec *store.Record, force bool) (re
 	}
 	// The save renews the lease and fences: a worker that lost it stops
 	// before sending anything.
-	if _, err := w.save(ctx, rec.Seq); err != nil {
+	if _, err := w.save(ctx, rec.Seq, 0); err != nil {
 		return result{}, err
 	}
 	w.e.metrics.SetSyncInFlight(w.ep.Name, 1)

@@ -235,7 +235,7 @@ func (w *worker) step(ctx context.Context) (bool, error) {
 	}
 	if err := w.discover(ctx); err != nil {
 		w.state.LastError = "capability discovery failed"
-		_, _ = w.save(ctx, 0)
+		_, _ = w.save(ctx, 0, 0)
 		return false, err
 	}
 	w.consent = map[string][]consent{}
@@ -255,7 +255,7 @@ func (w *worker) step(ctx context.Context) (bool, error) {
 		w.state.Cursor = rec.Seq
 	}
 	w.state.Cursor = next
-	if ok, err := w.save(ctx, 0); err != nil || !ok {
+	if ok, err := w.save(ctx, 0, 0); err != nil || !ok {
 		return false, err
 	}
 	w.reportLag(ctx)
@@ -275,12 +275,14 @@ func (w *worker) discover(ctx context.Context) error {
 	return nil
 }
 
-// save writes the cursor and status, renewing the lease (past a wait the
-// worker is about to make); inFlight is the change being delivered. It
-// reports false, with errLostLease, when another instance took over.
-func (w *worker) save(ctx context.Context, inFlight int64) (bool, error) {
+// save writes the cursor and status, renewing the lease for Lease plus
+// wait (a backoff the worker is about to sleep: another instance must not
+// take the endpoint from a live worker); inFlight is the change being
+// delivered. It reports false, with errLostLease, when another instance
+// took over.
+func (w *worker) save(ctx context.Context, inFlight int64, wait time.Duration) (bool, error) {
 	w.state.InFlight = inFlight
-	w.state.Lease = w.e.o.Now().Add(w.e.o.Lease)
+	w.state.Lease = w.e.o.Now().Add(w.e.o.Lease + wait)
 	ok, err := w.e.st.SaveSyncEndpoint(ctx, w.state)
 	if err != nil {
 		return false, err

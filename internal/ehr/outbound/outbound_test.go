@@ -724,3 +724,35 @@ func TestReferences(t *testing.T) {
 		t.Errorf("dead letter %+v, %v; want %s", d, err, reasonUnmatched)
 	}
 }
+
+// A change that keeps failing transiently goes to the dead letters after
+// GiveUp, and the next change goes on.
+func TestGiveUp(t *testing.T) {
+	h := newHarness(t, observationCaps, sendObservations)
+	h.put(patientC1)
+	h.put(observation("stuck", "x", ""))
+	h.put(observation("next", "y", ""))
+	h.ehr.fault = func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+		if r.Method == http.MethodPost && strings.Contains(string(body), `"x"`) {
+			outcome(w, http.StatusInternalServerError, "exception")
+			return true
+		}
+		return false
+	}
+	e := h.engine("a", func(o *Options) { o.GiveUp = time.Minute })
+	h.drain(e)
+	d, err := e.DeadLetter(context.Background(), endpoint, "Observation", "stuck", 1)
+	if err != nil || d.Reason != reasonExhausted || d.Status != 500 {
+		t.Fatalf("dead letter %+v, %v", d, err)
+	}
+	if h.remote("Observation", "Observation/next") == nil {
+		t.Error("the next change was not delivered")
+	}
+	var total time.Duration
+	for _, s := range h.clock.slept {
+		total += s
+	}
+	if total < time.Minute {
+		t.Errorf("gave up after %v of waits, want at least GiveUp", total)
+	}
+}
