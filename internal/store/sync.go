@@ -46,6 +46,15 @@ type SyncEndpoint struct {
 	LastSuccess time.Time `bson:"lastSuccess"`
 	// Replays counts replay requests not yet taken up by the worker.
 	Replays int64 `bson:"replays"`
+	// Skipped counts the changes not sent, by reason.
+	Skipped []SkipCount `bson:"skipped"`
+}
+
+// SkipCount is how many changes were skipped for one reason (a class such
+// as "type not sent", never content).
+type SkipCount struct {
+	Reason string `bson:"reason" json:"reason"`
+	Count  int64  `bson:"count" json:"count"`
 }
 
 // RemoteRef maps a local resource to the resource created for it in one
@@ -142,6 +151,7 @@ func (s *Store) SaveSyncEndpoint(ctx context.Context, e *SyncEndpoint) (bool, er
 		{Key: "cursor", Value: e.Cursor}, {Key: "lease", Value: e.Lease}, {Key: "inflight", Value: e.InFlight},
 		{Key: "attempts", Value: e.Attempts}, {Key: "failingSince", Value: e.FailingSince},
 		{Key: "lastError", Value: e.LastError}, {Key: "lastSuccess", Value: e.LastSuccess},
+		{Key: "skipped", Value: e.Skipped},
 	}
 	return s.saveLeased(ctx, s.syncEndpoints, e.Name, e.Owner, set)
 }

@@ -102,9 +102,23 @@ func (w *worker) settle(ctx context.Context, rec *store.Record, res result) erro
 		if err := w.deadLetter(ctx, rec, res); err != nil {
 			return err
 		}
+	case skipped:
+		w.countSkip(res.reason)
 	}
 	w.state.Attempts, w.state.FailingSince = 0, time.Time{}
 	return nil
+}
+
+// countSkip records a skip's reason in the endpoint's state (saved with
+// the cursor).
+func (w *worker) countSkip(reason string) {
+	for i := range w.state.Skipped {
+		if w.state.Skipped[i].Reason == reason {
+			w.state.Skipped[i].Count++
+			return
+		}
+	}
+	w.state.Skipped = append(w.state.Skipped, store.SkipCount{Reason: reason, Count: 1})
 }
 
 func (w *worker) deadLetter(ctx context.Context, rec *store.Record, res result) error {

@@ -572,6 +572,17 @@ func TestPolicy(t *testing.T) {
 	if n := h.ehr.count("POST", "/Encounter"); n != 0 {
 		t.Error("a type not listed was sent")
 	}
+	st, err := e.Status(context.Background(), endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skips := map[string]int64{}
+	for _, s := range st.Skipped {
+		skips[s.Reason] = s.Count
+	}
+	if diff := cmp.Diff(map[string]int64{"type not sent": 2, "pulled from this EHR": 1, "Part 2 data without a consent for this recipient": 1}, skips); diff != "" {
+		t.Errorf("skip reasons (-want +got):\n%s", diff)
+	}
 
 	h.put(`{"resourceType":"Consent","id":"k1","status":"active","scope":{"text":"privacy"},"category":[{"text":"roi"}],
 		"patient":{"reference":"Patient/c1"},"provision":{"type":"permit",

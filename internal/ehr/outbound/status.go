@@ -54,6 +54,9 @@ type Status struct {
 	DeadLettered int64      `json:"deadLettered"`
 	LastSuccess  *time.Time `json:"lastSuccess,omitempty"`
 	LastError    string     `json:"lastError,omitempty"`
+	// Skipped counts the changes not sent, by reason (the send policy,
+	// the consent rule, what the EHR takes, already delivered).
+	Skipped []store.SkipCount `json:"skipped"`
 }
 
 // Status reads an endpoint's status; a fault.NotFound error for an
@@ -62,7 +65,7 @@ func (e *Engine) Status(ctx context.Context, name string) (*Status, error) {
 	if e.worker(name) == nil {
 		return nil, notConfigured(name)
 	}
-	st := &Status{Endpoint: name}
+	st := &Status{Endpoint: name, Skipped: []store.SkipCount{}}
 	s, err := e.st.SyncEndpointState(ctx, name)
 	if err != nil && fault.As(err).Kind != fault.NotFound {
 		return nil, err
@@ -75,6 +78,9 @@ func (e *Engine) Status(ctx context.Context, name string) (*Status, error) {
 			st.InFlight = 1
 		}
 		st.FailingSince, st.LastSuccess = timeOrNil(s.FailingSince), timeOrNil(s.LastSuccess)
+		if s.Skipped != nil {
+			st.Skipped = s.Skipped
+		}
 	}
 	if st.Head, err = e.st.LastSeq(ctx); err != nil {
 		return nil, err
