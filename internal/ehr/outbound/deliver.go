@@ -82,6 +82,7 @@ func (w *worker) deliverChange(ctx context.Context, rec *store.Record) error {
 			res.kind, res.reason = dead, reasonExhausted
 			return w.settle(ctx, rec, res)
 		}
+		w.reportLag(ctx)
 		wait := w.backoff(w.state.Attempts, res.retryAfter)
 		if _, err := w.save(ctx, rec.Seq, wait); err != nil {
 			return err
@@ -191,8 +192,10 @@ func (w *worker) send(ctx context.Context, rec *store.Record, p plan, ref *store
 	if ref.Matched {
 		return skip("the EHR's own resource"), nil
 	}
-	if ref.RemoteID == "" && ref.Attempted > 0 {
-		// A create went out and its answer was lost: look for it first.
+	if c := w.profile[p.remoteType]; ref.RemoteID == "" && ref.Attempted > 0 && (len(c.SearchParams) == 0 || c.Searches("identifier")) {
+		// A create went out and its answer was lost: look for it first
+		// (unless the EHR says it cannot search the type by identifier:
+		// then it is created again, and may be there twice).
 		res, found, err := w.findOurs(ctx, ref)
 		if err != nil || res.kind != delivered {
 			return res, err
@@ -243,9 +246,11 @@ func (w *worker) create(ctx context.Context, rec *store.Record, ref *store.Remot
 		return res, nil
 	}
 	if resp.status == http.StatusAccepted {
-		// Accepted for review (US Core vitals-write): no id yet. Attempted
-		// stays, so an update first looks for it by identifier.
-		return result{kind: delivered}, nil
+		// Accepted for review (US Core vitals-write): no id yet. The
+		// version counts as delivered; Attempted stays, so a later version
+		// first looks for it by identifier.
+		ref.Version = rec.VersionID
+		return result{kind: delivered}, w.e.st.PutRemoteRef(ctx, ref)
 	}
 	id, vid := resp.location(ref.RemoteType)
 	if id == "" {

@@ -177,9 +177,10 @@ type worker struct {
 	ep     ehr.Endpoint
 	client *http.Client
 
-	// stepping serialises steps (Run and a test's Step).
+	// stepping serialises steps (Run and a test's Step); the fields
+	// below belong to the step holding it.
 	stepping sync.Mutex
-	mu       sync.Mutex
+	ensured  bool                 // the endpoint's state document exists
 	profile  ehr.Profile          // discovered once, with the overrides
 	state    *store.SyncEndpoint  // as held; nil when not held
 	consent  map[string][]consent // a batch's Consents by patient reference
@@ -224,8 +225,11 @@ func (w *worker) step(ctx context.Context) (bool, error) {
 	w.stepping.Lock()
 	defer w.stepping.Unlock()
 	st := w.e.st
-	if err := st.EnsureSyncEndpoint(ctx, w.ep.Name); err != nil {
-		return false, err
+	if !w.ensured {
+		if err := st.EnsureSyncEndpoint(ctx, w.ep.Name); err != nil {
+			return false, err
+		}
+		w.ensured = true
 	}
 	now := w.e.o.Now()
 	held, err := st.ClaimSyncEndpoint(ctx, w.ep.Name, w.e.o.Owner, now, now.Add(w.e.o.Lease))
