@@ -298,11 +298,28 @@ func (v *value) own() value {
 // (subject.reference, contained[0].performer[1].reference), and stores what
 // fn returns. The first error stops the walk.
 func (r *Resource) RewriteReferences(fn func(path, ref string) (string, error)) error {
-	m := model()
-	return rewriteRefs(m, m.resources[r.typ], &r.root, nil, fn)
+	return r.eachReference(func(path []byte, ref *value) error {
+		v := ref.get("reference")
+		if v == nil || v.kind != kString {
+			return nil
+		}
+		s, err := fn(string(path)+".reference", v.str)
+		if err != nil {
+			return err
+		}
+		v.str = s
+		return nil
+	})
 }
 
-func rewriteRefs(m *schemaModel, td *typeDef, o *value, path []byte, fn func(path, ref string) (string, error)) error {
+// eachReference calls fn with every Reference object of the resource
+// (contained resources included) and its path.
+func (r *Resource) eachReference(fn func(path []byte, ref *value) error) error {
+	m := model()
+	return walkRefs(m, m.resources[r.typ], &r.root, nil, fn)
+}
+
+func walkRefs(m *schemaModel, td *typeDef, o *value, path []byte, fn func(path []byte, ref *value) error) error {
 	if td == nil || o.kind != kObject {
 		return nil
 	}
@@ -318,7 +335,7 @@ func rewriteRefs(m *schemaModel, td *typeDef, o *value, path []byte, fn func(pat
 		}
 		p = append(p, mem.key...)
 		if mem.val.kind != kArray {
-			if err := rewriteElem(m, e, &mem.val, p, fn); err != nil {
+			if err := walkElem(m, e, &mem.val, p, fn); err != nil {
 				return err
 			}
 			continue
@@ -326,7 +343,7 @@ func rewriteRefs(m *schemaModel, td *typeDef, o *value, path []byte, fn func(pat
 		for j := range mem.val.arr {
 			pj := append(p[:len(p):len(p)], '[')
 			pj = append(strconv.AppendInt(pj, int64(j), 10), ']')
-			if err := rewriteElem(m, e, &mem.val.arr[j], pj, fn); err != nil {
+			if err := walkElem(m, e, &mem.val.arr[j], pj, fn); err != nil {
 				return err
 			}
 		}
@@ -334,19 +351,15 @@ func rewriteRefs(m *schemaModel, td *typeDef, o *value, path []byte, fn func(pat
 	return nil
 }
 
-func rewriteElem(m *schemaModel, e *elem, v *value, path []byte, fn func(path, ref string) (string, error)) error {
+func walkElem(m *schemaModel, e *elem, v *value, path []byte, fn func(path []byte, ref *value) error) error {
 	if e.complex == nil {
 		// A resource (contained, Bundle.entry.resource, Parameters).
-		return rewriteRefs(m, m.resources[stringMember(v, "resourceType")], v, path, fn)
+		return walkRefs(m, m.resources[stringMember(v, "resourceType")], v, path, fn)
 	}
-	if e.complex.name == "Reference" {
-		if ref := v.get("reference"); ref != nil && ref.kind == kString {
-			s, err := fn(string(path)+".reference", ref.str)
-			if err != nil {
-				return err
-			}
-			ref.str = s
+	if e.complex.name == "Reference" && v.kind == kObject {
+		if err := fn(path, v); err != nil {
+			return err
 		}
 	}
-	return rewriteRefs(m, e.complex, v, path, fn)
+	return walkRefs(m, e.complex, v, path, fn)
 }

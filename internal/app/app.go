@@ -23,6 +23,8 @@ import (
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/config"
+	"github.com/kapfhir/kapfhir/internal/ehr"
+	"github.com/kapfhir/kapfhir/internal/ehr/outbound"
 	"github.com/kapfhir/kapfhir/internal/embedded"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
 	"github.com/kapfhir/kapfhir/internal/kap"
@@ -31,6 +33,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
+	"github.com/kapfhir/kapfhir/mappings"
 )
 
 // App is a started service.
@@ -43,6 +46,7 @@ type App struct {
 	server   *http.Server
 	reindex  *reindex.Jobs
 	exports  *bulkexport.Runner
+	sync     *outbound.Engine // nil: no EHR endpoints configured
 	mongoURI string
 }
 
@@ -70,6 +74,14 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	m := metrics.New(o.Registry)
+	// A bad EHR configuration stops the start before anything opens.
+	var ehrCfg ehr.Config
+	if cfg.EHRConfig != "" {
+		var err error
+		if ehrCfg, err = ehr.Load(cfg.EHRConfig, ehr.DefaultSources()); err != nil {
+			return nil, err
+		}
+	}
 	storeKind := "mongodb"
 	if a.mongoURI == "" {
 		srv, err := embedded.Start(cfg.DataDir, o.ErrorLog)
@@ -91,6 +103,12 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 	a.store = st
 	a.reindex = reindex.New(st, reg, m, o.Logger, reindex.Options{})
 	a.exports = bulkexport.New(st, o.Logger, bulkexport.Options{Retention: cfg.ExportRetention})
+	if len(ehrCfg.Endpoints) > 0 {
+		if a.sync, err = newSync(st, reg, ehrCfg, m, o.Logger, cfg.SyncInstall); err != nil {
+			a.closeStore()
+			return nil, err
+		}
+	}
 	// The custom search parameters are served from the first request on.
 	if err := a.reindex.Refresh(ctx); err != nil {
 		a.closeStore()
@@ -116,6 +134,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		Registry:     reg,
 		Reindex:      a.reindex,
 		Exports:      a.exports,
+		Sync:         a.sync,
 		Ready:        st.Ping,
 		Metrics:      m,
 		Gatherer:     o.Registry,
@@ -164,6 +183,9 @@ func (a *App) Serve(ctx context.Context) error {
 	var runners sync.WaitGroup
 	runners.Go(func() { a.reindex.Run(jctx) })
 	runners.Go(func() { a.exports.Run(jctx) })
+	if a.sync != nil {
+		runners.Go(func() { a.sync.Run(jctx) })
+	}
 	go func() {
 		defer close(jobsDone)
 		runners.Wait()
@@ -197,6 +219,21 @@ func (a *App) Serve(ctx context.Context) error {
 	a.closeStore()
 	a.log.Info("stopped")
 	return err
+}
+
+// newSync builds the outbound EHR sync engine (its workers start in
+// Serve).
+func newSync(st *store.Store, reg *fhir.Registry, cfg ehr.Config, m *metrics.Metrics, log *slog.Logger, install string) (*outbound.Engine, error) {
+	mp, err := mappings.New(mappings.Config{})
+	if err != nil {
+		return nil, err
+	}
+	e, err := outbound.New(st, reg, mp, cfg, m, log, outbound.Options{Install: install, Owner: owner()})
+	if err != nil {
+		return nil, fmt.Errorf("EHR sync: %w", err)
+	}
+	log.Info("EHR sync configured", "endpoints", len(cfg.Endpoints))
+	return e, nil
 }
 
 // recoverTxns finishes, every TxnDeadline, the transactions of writers

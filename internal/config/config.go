@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
@@ -36,7 +37,14 @@ type Config struct {
 	// EHRConfig is the EHR endpoints file (ehr.Load: YAML or JSON,
 	// secrets as env:/file: references); empty: no EHR sync.
 	EHRConfig string `env:"KAPFHIR_EHR_CONFIG"`
+	// SyncInstall names this installation in the identifier of every
+	// resource sent to an EHR (urn:kapfhir:<SyncInstall>): two clinics
+	// sending to one EHR need different names.
+	SyncInstall string `env:"KAPFHIR_SYNC_INSTALL" envDefault:"kapfhir"`
 }
+
+// installPattern keeps the install name a plain URN segment.
+var installPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
 
 // maxBody keeps a stored version under MongoDB's 16 MiB document limit,
 // with room for its index values.
@@ -58,6 +66,9 @@ func Load(environ map[string]string) (Config, error) {
 	}
 	if c.ExportRetention <= 0 {
 		return c, fmt.Errorf("configuration: KAPFHIR_EXPORT_RETENTION must be positive")
+	}
+	if !installPattern.MatchString(c.SyncInstall) {
+		return c, fmt.Errorf("configuration: KAPFHIR_SYNC_INSTALL must match %s", installPattern)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -16,7 +16,7 @@ func TestLoadDefaults(t *testing.T) {
 	want := Config{
 		HTTPAddr: "127.0.0.1:8080", DataDir: "./data", MongoDatabase: "kapfhir", MaxBodyBytes: 10 << 20,
 		LogLevel: "info", StoreTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second, TxnDeadline: 30 * time.Second,
-		ExportRetention: 24 * time.Hour,
+		ExportRetention: 24 * time.Hour, SyncInstall: "kapfhir",
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -34,6 +34,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"KAPFHIR_MAX_BODY_BYTES": "0"}, "KAPFHIR_MAX_BODY_BYTES must be between"},
 		{map[string]string{"KAPFHIR_LOG_LEVEL": "loud"}, "KAPFHIR_LOG_LEVEL must be"},
 		{map[string]string{"KAPFHIR_EXPORT_RETENTION": "0s"}, "KAPFHIR_EXPORT_RETENTION must be positive"},
+		{map[string]string{"KAPFHIR_SYNC_INSTALL": "Clinic A"}, "KAPFHIR_SYNC_INSTALL must match"},
 	} {
 		_, err := Load(tc.env)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -15,6 +15,7 @@ type Capability struct {
 	Read              bool `json:"read"`
 	Create            bool `json:"create"`
 	Update            bool `json:"update"`
+	Delete            bool `json:"delete"`
 	SearchType        bool `json:"searchType"`
 	ConditionalCreate bool `json:"conditionalCreate"`
 	ConditionalUpdate bool `json:"conditionalUpdate"`
@@ -48,7 +49,7 @@ func (p Profile) Merge(overrides map[string]Override) Profile {
 			set *bool
 			dst *bool
 		}{
-			{o.Create, &c.Create}, {o.Update, &c.Update}, {o.SearchType, &c.SearchType},
+			{o.Create, &c.Create}, {o.Update, &c.Update}, {o.Delete, &c.Delete}, {o.SearchType, &c.SearchType},
 			{o.ConditionalCreate, &c.ConditionalCreate}, {o.ConditionalUpdate, &c.ConditionalUpdate},
 		} {
 			if f.set != nil {
@@ -139,6 +140,8 @@ func ParseCapabilityStatement(data []byte) (Profile, error) {
 					c.Create = true
 				case "update":
 					c.Update = true
+				case "delete":
+					c.Delete = true
 				case "search-type":
 					c.SearchType = true
 				}

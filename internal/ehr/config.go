@@ -70,6 +70,7 @@ type Auth struct {
 type Override struct {
 	Create            *bool `json:"create"`
 	Update            *bool `json:"update"`
+	Delete            *bool `json:"delete"`
 	SearchType        *bool `json:"searchType"`
 	ConditionalCreate *bool `json:"conditionalCreate"`
 	ConditionalUpdate *bool `json:"conditionalUpdate"`

@@ -107,6 +107,8 @@ func (a *api) checkFormat(c *gin.Context) error {
 		// Two formats; patch.Parse picks one by Content-Type or answers 415.
 	case c.FullPath() == "/fhir/$import":
 		// NDJSON; importNDJSON checks it.
+	case strings.HasPrefix(c.FullPath(), "/admin/"):
+		// The admin API reads no request body.
 	case c.Request.Method == http.MethodPost, c.Request.Method == http.MethodPut:
 		mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 		if err != nil || !jsonFormat(mt) {

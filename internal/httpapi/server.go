@@ -17,6 +17,7 @@ import (
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
+	"github.com/kapfhir/kapfhir/internal/ehr/outbound"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/kap"
 	"github.com/kapfhir/kapfhir/internal/metrics"
@@ -44,6 +45,8 @@ type Config struct {
 	Importer     *bulkimport.Importer
 	Exports      *bulkexport.Runner
 	Kap          *kap.Service // the clinic's API, /kap/v1
+	// Sync is the outbound EHR sync; nil: none configured.
+	Sync *outbound.Engine
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are
@@ -100,6 +103,12 @@ var routes = append([]route{
 	{"POST", "/fhir/:type/:id/:ctype/_search", "search-type", "", (*api).searchPost},
 	{"GET", "/fhir/:type/:id/_history/:vid", "vread", "type", (*api).vread},
 	{"GET", "/fhir/:type/:id/$kap-summary", "operation", "type", (*api).kapSummaryOperation},
+	// The outbound EHR sync's admin API (plain JSON; see sync.go).
+	{"GET", "/admin/sync/endpoints", "admin", "", (*api).syncEndpoints},
+	{"GET", "/admin/sync/endpoints/:name", "admin", "", (*api).syncStatus},
+	{"GET", "/admin/sync/endpoints/:name/dead-letters", "admin", "", (*api).syncDeadLetters},
+	{"GET", "/admin/sync/endpoints/:name/dead-letters/:type/:id/:version", "admin", "", (*api).syncDeadLetter},
+	{"POST", "/admin/sync/endpoints/:name/dead-letters/:type/:id/:version/replay", "admin", "", (*api).syncReplay},
 }, kapRoutes...)
 
 type api struct {

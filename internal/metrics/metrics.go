@@ -22,6 +22,12 @@ type Metrics struct {
 	storeErrors     *prometheus.CounterVec
 	reindexJobs     *prometheus.GaugeVec
 	reindexed       prometheus.Counter
+	// The outbound EHR sync, labelled by endpoint name only.
+	syncDelivered *prometheus.CounterVec
+	syncFailed    *prometheus.CounterVec
+	syncDead      *prometheus.CounterVec
+	syncLag       *prometheus.GaugeVec
+	syncInFlight  *prometheus.GaugeVec
 }
 
 // New registers the service's metrics, the Go and process collectors and
@@ -54,9 +60,30 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "kapfhir_reindex_resources_total",
 			Help: "Resources this instance scanned in reindex jobs.",
 		}),
+		syncDelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapfhir_sync_delivered_total",
+			Help: "Changes this instance delivered to an EHR endpoint (created, updated or deleted there).",
+		}, []string{"endpoint"}),
+		syncFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapfhir_sync_failed_total",
+			Help: "Delivery attempts to an EHR endpoint that failed and will be retried (429, 5xx, network).",
+		}, []string{"endpoint"}),
+		syncDead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapfhir_sync_dead_lettered_total",
+			Help: "Changes this instance put in an EHR endpoint's dead letters.",
+		}, []string{"endpoint"}),
+		syncLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kapfhir_sync_lag_seconds",
+			Help: "Age of the oldest change not yet delivered to an EHR endpoint (0: caught up), as the instance holding its lease last saw it.",
+		}, []string{"endpoint"}),
+		syncInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kapfhir_sync_in_flight",
+			Help: "Changes this instance is delivering to an EHR endpoint (0 or 1).",
+		}, []string{"endpoint"}),
 	}
 	reg.MustRegister(
 		m.requests, m.requestDuration, m.storeDuration, m.storeErrors, m.reindexJobs, m.reindexed,
+		m.syncDelivered, m.syncFailed, m.syncDead, m.syncLag, m.syncInFlight,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
@@ -77,6 +104,26 @@ func (m *Metrics) SetReindexJobs(state string, n int) {
 
 // ReindexedResources counts resources scanned by a reindex job.
 func (m *Metrics) ReindexedResources(n int) { m.reindexed.Add(float64(n)) }
+
+// SyncDelivered counts a change delivered to an EHR endpoint.
+func (m *Metrics) SyncDelivered(endpoint string) { m.syncDelivered.WithLabelValues(endpoint).Inc() }
+
+// SyncFailed counts a failed delivery attempt that will be retried.
+func (m *Metrics) SyncFailed(endpoint string) { m.syncFailed.WithLabelValues(endpoint).Inc() }
+
+// SyncDeadLettered counts a change put in the dead letters.
+func (m *Metrics) SyncDeadLettered(endpoint string) { m.syncDead.WithLabelValues(endpoint).Inc() }
+
+// SetSyncLag sets the age of the oldest undelivered change of an endpoint.
+func (m *Metrics) SetSyncLag(endpoint string, d time.Duration) {
+	m.syncLag.WithLabelValues(endpoint).Set(max(d, 0).Seconds())
+}
+
+// SetSyncInFlight sets how many changes this instance is delivering to an
+// endpoint.
+func (m *Metrics) SetSyncInFlight(endpoint string, n int) {
+	m.syncInFlight.WithLabelValues(endpoint).Set(float64(n))
+}
 
 // commandNames are the commands the store sends; anything else is counted
 // as "other" so a label can never grow without bound.

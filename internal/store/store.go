@@ -12,6 +12,7 @@
 //   - guards: one document per conditional-create criteria claimed (see Guard).
 //   - jobs: background reindex jobs (see Job).
 //   - exports, export_files: bulk export jobs and their output (see ExportJob).
+//   - sync_endpoints, sync_ids, sync_dead: the outbound EHR sync (see sync.go).
 package store
 
 import (
@@ -100,7 +101,11 @@ type Store struct {
 	// exports and exportFiles hold the bulk export jobs and their output.
 	exports     *mongo.Collection
 	exportFiles *mongo.Collection
-	timeout     time.Duration
+	// syncEndpoints, syncIDs and syncDead hold the outbound EHR sync.
+	syncEndpoints *mongo.Collection
+	syncIDs       *mongo.Collection
+	syncDead      *mongo.Collection
+	timeout       time.Duration
 
 	indexer     func(*Record) *Index
 	txnDeadline time.Duration
@@ -134,17 +139,20 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	db := client.Database(o.Database)
 	s := &Store{
-		client:      client,
-		db:          db,
-		resources:   db.Collection("resources"),
-		history:     db.Collection("history"),
-		counters:    db.Collection("counters"),
-		guards:      db.Collection("guards"),
-		jobs:        db.Collection("jobs"),
-		txns:        db.Collection("txns"),
-		exports:     db.Collection("exports"),
-		exportFiles: db.Collection("export_files"),
-		timeout:     o.Timeout,
+		client:        client,
+		db:            db,
+		resources:     db.Collection("resources"),
+		history:       db.Collection("history"),
+		counters:      db.Collection("counters"),
+		guards:        db.Collection("guards"),
+		jobs:          db.Collection("jobs"),
+		txns:          db.Collection("txns"),
+		exports:       db.Collection("exports"),
+		exportFiles:   db.Collection("export_files"),
+		syncEndpoints: db.Collection("sync_endpoints"),
+		syncIDs:       db.Collection("sync_ids"),
+		syncDead:      db.Collection("sync_dead"),
+		timeout:       o.Timeout,
 
 		indexer:     o.Indexer,
 		txnDeadline: o.TxnDeadline,
@@ -215,6 +223,11 @@ var indexes = map[string][]IndexSpec{
 	},
 	"exports": {
 		{Name: "created", Keys: bson.D{{Key: "created", Value: 1}, {Key: "_id", Value: 1}}},
+	},
+	// Dead letters are listed per endpoint (and state) oldest first.
+	"sync_dead": {
+		{Name: "endpoint_time", Keys: bson.D{{Key: "endpoint", Value: 1}, {Key: "time", Value: 1}, {Key: "_id", Value: 1}}},
+		{Name: "endpoint_state_time", Keys: bson.D{{Key: "endpoint", Value: 1}, {Key: "state", Value: 1}, {Key: "time", Value: 1}, {Key: "_id", Value: 1}}},
 	},
 }
 

@@ -1,0 +1,83 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapfhir/kapfhir/internal/config"
+)
+
+func testConfig(t *testing.T, env map[string]string) config.Config {
+	t.Helper()
+	env["KAPFHIR_HTTP_ADDR"] = "127.0.0.1:0"
+	env["KAPFHIR_DATA_DIR"] = t.TempDir()
+	cfg, err := config.Load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func testOptions() Options {
+	return Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), ErrorLog: io.Discard}
+}
+
+// With KAPFHIR_EHR_CONFIG the sync engine starts with the service, its
+// endpoints are in the admin API, and it stops with the service.
+func TestEHRSyncWiring(t *testing.T) {
+	ehrSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		_, _ = io.WriteString(w, `{"resourceType":"CapabilityStatement","rest":[{"mode":"server","resource":[{"type":"Observation","interaction":[{"code":"create"}]}]}]}`)
+	}))
+	t.Cleanup(ehrSrv.Close)
+	path := filepath.Join(t.TempDir(), "ehr.yaml")
+	yaml := "endpoints:\n  - name: st-mary\n    baseUrl: " + ehrSrv.URL + "/fhir\n    auth: {type: none}\n    send: {types: [Observation]}\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Start(context.Background(), testConfig(t, map[string]string{"KAPFHIR_EHR_CONFIG": path}), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx) }()
+	resp, err := http.Get(a.URL() + "/admin/sync/endpoints")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Endpoints []struct{ Name string } `json:"endpoints"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if err != nil || len(out.Endpoints) != 1 || out.Endpoints[0].Name != "st-mary" {
+		t.Errorf("endpoints %+v, %v", out, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+}
+
+// A bad EHR configuration stops the start.
+func TestEHRSyncBadConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ehr.yaml")
+	if err := os.WriteFile(path, []byte("endpoints:\n  - name: x\n    baseUrl: http://example.org/fhir\n    auth: {type: none}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Start(context.Background(), testConfig(t, map[string]string{"KAPFHIR_EHR_CONFIG": path}), testOptions())
+	if err == nil || !strings.Contains(err.Error(), "endpoints[0].baseUrl") {
+		t.Errorf("Start: %v, want the baseUrl error", err)
+	}
+}
