@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/ehr/smart"
@@ -40,7 +41,25 @@ type Endpoint struct {
 	// type (Profile.Merge).
 	Overrides map[string]Override
 	Send      SendPolicy
+	// Pull is what inbound pull reads from the endpoint; no types: nothing.
+	Pull PullPolicy
 }
+
+// PullPolicy is what is pulled from an endpoint (package ehr/inbound).
+type PullPolicy struct {
+	// Types are pulled in this order each round (Patient first, so the
+	// resources that refer to a patient find it pulled).
+	Types []string
+	// Every is the time between rounds.
+	Every time.Duration
+}
+
+// DefaultPullEvery is the time between pull rounds when pull.every is not
+// given; MinPullEvery the shortest accepted (an EHR's rate limits).
+const (
+	DefaultPullEvery = 5 * time.Minute
+	MinPullEvery     = 10 * time.Second
+)
 
 // AuthType is how requests to an endpoint authenticate.
 type AuthType string
@@ -118,6 +137,12 @@ type fileEndpoint struct {
 	Auth         fileAuth            `json:"auth"`
 	Capabilities map[string]Override `json:"capabilities"`
 	Send         fileSend            `json:"send"`
+	Pull         filePull            `json:"pull"`
+}
+
+type filePull struct {
+	Types []string `json:"types"`
+	Every string   `json:"every"`
 }
 
 type fileAuth struct {
@@ -233,6 +258,7 @@ func (fe fileEndpoint) resolve(p string, src Sources, errs *fieldErrors) Endpoin
 		}
 	}
 	e.Send = fe.Send.resolve(p+".send", errs)
+	e.Pull = fe.Pull.resolve(p+".pull", errs)
 	return e
 }
 
@@ -297,13 +323,7 @@ func (fa fileAuth) resolve(p string, src Sources, errs *fieldErrors) Auth {
 
 func (fs fileSend) resolve(p string, errs *fieldErrors) SendPolicy {
 	s := SendPolicy{Types: fs.Types, KAPOnly: fs.KAPOnly, Part2: Part2Policy(fs.Part2), Recipient: fs.Recipient}
-	for i, t := range fs.Types {
-		if !fhir.IsResourceType(t) {
-			errs.add(fmt.Sprintf("%s.types[%d]", p, i), "%q is not a FHIR R4 resource type", t)
-		} else if slices.Index(fs.Types, t) < i {
-			errs.add(fmt.Sprintf("%s.types[%d]", p, i), "%q is listed twice", t)
-		}
-	}
+	checkTypes(p+".types", fs.Types, errs)
 	switch s.Part2 {
 	case "":
 		s.Part2 = Part2Consent
@@ -315,6 +335,38 @@ func (fs fileSend) resolve(p string, errs *fieldErrors) SendPolicy {
 		errs.add(p+".recipient", "must be a reference Organization/<id>")
 	}
 	return s
+}
+
+func (fp filePull) resolve(p string, errs *fieldErrors) PullPolicy {
+	pp := PullPolicy{Types: fp.Types}
+	checkTypes(p+".types", fp.Types, errs)
+	if len(fp.Types) > 0 {
+		pp.Every = DefaultPullEvery
+	}
+	if fp.Every != "" {
+		d, err := time.ParseDuration(fp.Every)
+		switch {
+		case err != nil:
+			errs.add(p+".every", "must be a duration such as 5m or 90s")
+		case d < MinPullEvery:
+			errs.add(p+".every", "must be at least %v", MinPullEvery)
+		default:
+			pp.Every = d
+		}
+	}
+	return pp
+}
+
+// checkTypes reports a listed type that is not a resource type or is
+// listed twice.
+func checkTypes(p string, types []string, errs *fieldErrors) {
+	for i, t := range types {
+		if !fhir.IsResourceType(t) {
+			errs.add(fmt.Sprintf("%s[%d]", p, i), "%q is not a FHIR R4 resource type", t)
+		} else if slices.Index(types, t) < i {
+			errs.add(fmt.Sprintf("%s[%d]", p, i), "%q is listed twice", t)
+		}
+	}
 }
 
 // secret resolves a reference; errors never repeat the value.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kapfhir/kapfhir/internal/ehr/smart"
@@ -53,6 +54,7 @@ func TestParseExample(t *testing.T) {
 			Scopes: []string{"system/Observation.cu", "system/DocumentReference.cu", "system/Condition.c", "system/Patient.rs"}},
 		Overrides: map[string]Override{"Observation": {Update: &yes}, "Encounter": {Create: &no}},
 		Send:      SendPolicy{Types: []string{"Observation", "DocumentReference", "Condition"}, KAPOnly: true, Part2: Part2Consent, Recipient: "Organization/st-mary"},
+		Pull:      PullPolicy{Types: []string{"Patient", "Condition", "MedicationRequest", "AllergyIntolerance"}, Every: 5 * time.Minute},
 	}, {
 		Name:    "county-oracle",
 		BaseURL: "https://fhir.county.example/r4/tenant-1",
@@ -159,6 +161,9 @@ func TestParseErrors(t *testing.T) {
 		{"send", `endpoints: [{name: a, baseUrl: "https://e.example", auth: {type: none}, capabilities: {Obs: {create: true}}, send: {types: [Observation, Vitals, Observation], part2: always, recipient: "Hospital/1"}}]`,
 			[]string{`endpoints[0].capabilities: "Obs" is not a FHIR R4 resource type`, `endpoints[0].send.types[1]: "Vitals" is not a FHIR R4 resource type`,
 				`endpoints[0].send.types[2]: "Observation" is listed twice`, "endpoints[0].send.part2: must be consent or never", "endpoints[0].send.recipient: must be a reference Organization/<id>"}},
+		{"pull", `endpoints: [{name: a, baseUrl: "https://e.example", auth: {type: none}, pull: {types: [Patient, Patient, Pt], every: 1s}}, {name: b, baseUrl: "https://e.example", auth: {type: none}, pull: {types: [Patient], every: soon}}]`,
+			[]string{`endpoints[0].pull.types[1]: "Patient" is listed twice`, `endpoints[0].pull.types[2]: "Pt" is not a FHIR R4 resource type`,
+				"endpoints[0].pull.every: must be at least 10s", "endpoints[1].pull.every: must be a duration such as 5m or 90s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml), YAML, src)

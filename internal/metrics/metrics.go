@@ -28,6 +28,10 @@ type Metrics struct {
 	syncDead      *prometheus.CounterVec
 	syncLag       *prometheus.GaugeVec
 	syncInFlight  *prometheus.GaugeVec
+	// Inbound pull, by endpoint name; Subscription notifications, by
+	// outcome only (subscription ids would grow without bound).
+	syncPulled    *prometheus.CounterVec
+	notifications *prometheus.CounterVec
 }
 
 // New registers the service's metrics, the Go and process collectors and
@@ -80,10 +84,19 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "kapfhir_sync_in_flight",
 			Help: "Changes this instance is delivering to an EHR endpoint (0 or 1).",
 		}, []string{"endpoint"}),
+		syncPulled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapfhir_sync_pulled_total",
+			Help: "Resources this instance pulled from an EHR endpoint, by what happened to them (written, unchanged, skipped).",
+		}, []string{"endpoint", "result"}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapfhir_subscription_notifications_total",
+			Help: "rest-hook Subscription notifications this instance attempted, by outcome (sent, retried, failed).",
+		}, []string{"outcome"}),
 	}
 	reg.MustRegister(
 		m.requests, m.requestDuration, m.storeDuration, m.storeErrors, m.reindexJobs, m.reindexed,
 		m.syncDelivered, m.syncFailed, m.syncDead, m.syncLag, m.syncInFlight,
+		m.syncPulled, m.notifications,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
@@ -124,6 +137,16 @@ func (m *Metrics) SetSyncLag(endpoint string, d time.Duration) {
 func (m *Metrics) SetSyncInFlight(endpoint string, n int) {
 	m.syncInFlight.WithLabelValues(endpoint).Set(float64(n))
 }
+
+// SyncPulled counts a resource pulled from an EHR endpoint; result is a
+// fixed class (written, unchanged, skipped).
+func (m *Metrics) SyncPulled(endpoint, result string) {
+	m.syncPulled.WithLabelValues(endpoint, result).Inc()
+}
+
+// Notification counts a Subscription notification attempt by outcome
+// (sent, retried, failed).
+func (m *Metrics) Notification(outcome string) { m.notifications.WithLabelValues(outcome).Inc() }
 
 // commandNames are the commands the store sends; anything else is counted
 // as "other" so a label can never grow without bound.

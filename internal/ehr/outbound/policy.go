@@ -18,6 +18,11 @@ import (
 // back to that endpoint.
 const PulledTagSystem = "urn:kapfhir:pulled-from"
 
+// PulledSourceSystem is the identifier system of a resource pulled from
+// endpoint (package ehr/inbound), with value "<Type>/<the EHR's id>": a
+// reference to it goes to the EHR as that reference.
+func PulledSourceSystem(endpoint string) string { return "urn:kapfhir:ehr:" + endpoint }
+
 // versionTagSystem tags each resource sent with the local version
 // (meta.tag code): after a lost answer to a PUT, the EHR's copy tells
 // whether that write was applied.

@@ -93,6 +93,9 @@ func (w *worker) reference(ctx context.Context, r string, depth int) (fhir.Refer
 	if target.Deleted {
 		return logical, ok, nil
 	}
+	if remote := w.pulledRemote(target); remote != "" {
+		return fhir.ReferenceEdit{Reference: remote}, ok, nil
+	}
 	if typ == "Patient" && !w.sends("Patient") {
 		if rr == nil {
 			rr = &store.RemoteRef{Endpoint: w.ep.Name, Type: typ, LocalID: id, RemoteType: typ}
@@ -125,6 +128,25 @@ func (w *worker) reference(ctx context.Context, r string, depth int) (fhir.Refer
 		return logical, ok, err
 	}
 	return fhir.ReferenceEdit{Reference: rr.RemoteType + "/" + rr.RemoteID}, ok, nil
+}
+
+// pulledRemote is the EHR's own reference of a resource pulled from this
+// endpoint ("" for any other).
+func (w *worker) pulledRemote(rec *store.Record) string {
+	info, err := readInfo(rec.Raw)
+	if err != nil || !info.hasTag(PulledTagSystem, w.ep.Name) {
+		return ""
+	}
+	res, err := fhir.ParseResource([]byte(rec.Raw))
+	if err != nil {
+		return ""
+	}
+	for _, id := range res.Identifiers() {
+		if id.System == PulledSourceSystem(w.ep.Name) {
+			return id.Value
+		}
+	}
+	return ""
 }
 
 // matchPatient looks for the local Patient in the EHR by each of its
