@@ -142,7 +142,7 @@ func (s *Service) put(ctx context.Context, typ, id string, res *fhir.Resource, m
 // write is the one write path: res nil means delete. fresh means the id
 // was just made, so no current version needs reading at first.
 func (s *Service) write(ctx context.Context, typ, id string, res *fhir.Resource, method string, ifMatch *int64, fresh bool) (*Outcome, error) {
-	if err := s.checkSearchParameter(res); err != nil {
+	if err := s.Check(res); err != nil {
 		return nil, err
 	}
 	unlock := s.locks.lock(store.Key(typ, id))

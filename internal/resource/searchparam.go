@@ -14,7 +14,12 @@ import (
 
 // Check applies the rules a write checks beyond the parser's, without
 // writing ($validate).
-func (s *Service) Check(res *fhir.Resource) error { return s.checkSearchParameter(res) }
+func (s *Service) Check(res *fhir.Resource) error {
+	if err := s.checkSearchParameter(res); err != nil {
+		return err
+	}
+	return s.checkSubscription(res)
+}
 
 // checkSearchParameter rejects an active SearchParameter the registry
 // cannot serve; res nil (a delete) and other types pass.
