@@ -24,6 +24,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/config"
 	"github.com/kapfhir/kapfhir/internal/ehr"
+	"github.com/kapfhir/kapfhir/internal/ehr/inbound"
 	"github.com/kapfhir/kapfhir/internal/ehr/outbound"
 	"github.com/kapfhir/kapfhir/internal/embedded"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
@@ -33,6 +34,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
+	"github.com/kapfhir/kapfhir/internal/subscription"
 	"github.com/kapfhir/kapfhir/mappings"
 )
 
@@ -46,7 +48,9 @@ type App struct {
 	server   *http.Server
 	reindex  *reindex.Jobs
 	exports  *bulkexport.Runner
-	sync     *outbound.Engine // nil: no EHR endpoints configured
+	sync     *outbound.Engine       // nil: no EHR endpoints configured
+	pull     *inbound.Puller        // nil: no endpoint has pull types
+	notifier *subscription.Notifier // nil: KAPFHIR_SUBSCRIPTIONS off
 	mongoURI string
 }
 
@@ -127,6 +131,10 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 	}
 	a.listener = ln
 	svc := resource.New(st, reg, time.Now)
+	if err := a.startPullAndNotify(st, svc, reg, ehrCfg, m); err != nil {
+		a.closeStore()
+		return nil, err
+	}
 	cursors := search.NewCursors(cfg.CursorSecret)
 	handler := httpapi.New(httpapi.Config{
 		Resources:    svc,
@@ -186,6 +194,12 @@ func (a *App) Serve(ctx context.Context) error {
 	if a.sync != nil {
 		runners.Go(func() { a.sync.Run(jctx) })
 	}
+	if a.pull != nil {
+		runners.Go(func() { a.pull.Run(jctx) })
+	}
+	if a.notifier != nil {
+		runners.Go(func() { a.notifier.Run(jctx) })
+	}
 	go func() {
 		defer close(jobsDone)
 		runners.Wait()
@@ -234,6 +248,27 @@ func newSync(st *store.Store, reg *fhir.Registry, cfg ehr.Config, m *metrics.Met
 	}
 	log.Info("EHR sync configured", "endpoints", len(cfg.Endpoints))
 	return e, nil
+}
+
+// startPullAndNotify builds the inbound EHR pull (for endpoints with pull
+// types) and the Subscription notifier (when enabled); both run in Serve.
+func (a *App) startPullAndNotify(st *store.Store, svc *resource.Service, reg *fhir.Registry, cfg ehr.Config, m *metrics.Metrics) error {
+	p, err := inbound.New(st, svc, reg, cfg, m, a.log, inbound.Options{Install: a.cfg.SyncInstall, Owner: owner()})
+	if err != nil {
+		return fmt.Errorf("EHR pull: %w", err)
+	}
+	if p.Endpoints() > 0 {
+		a.pull = p
+		a.log.Info("EHR pull configured", "endpoints", p.Endpoints())
+	}
+	if a.cfg.Subscriptions {
+		base := a.cfg.BaseURL // the FHIR base as clients see it
+		if base == "" {
+			base = a.URL() + "/fhir"
+		}
+		a.notifier = subscription.New(st, svc, reg, m, a.log, subscription.Options{BaseURL: base, Owner: owner()})
+	}
+	return nil
 }
 
 // recoverTxns finishes, every TxnDeadline, the transactions of writers

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -41,13 +42,16 @@ func TestEHRSyncWiring(t *testing.T) {
 	}))
 	t.Cleanup(ehrSrv.Close)
 	path := filepath.Join(t.TempDir(), "ehr.yaml")
-	yaml := "endpoints:\n  - name: st-mary\n    baseUrl: " + ehrSrv.URL + "/fhir\n    auth: {type: none}\n    send: {types: [Observation]}\n"
+	yaml := "endpoints:\n  - name: st-mary\n    baseUrl: " + ehrSrv.URL + "/fhir\n    auth: {type: none}\n    send: {types: [Observation]}\n    pull: {types: [Patient], every: 1m}\n"
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	a, err := Start(context.Background(), testConfig(t, map[string]string{"KAPFHIR_EHR_CONFIG": path}), testOptions())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if a.pull == nil || a.notifier != nil {
+		t.Errorf("pull %v, notifier %v: want the pull and no notifier", a.pull, a.notifier)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -79,5 +83,52 @@ func TestEHRSyncBadConfig(t *testing.T) {
 	_, err := Start(context.Background(), testConfig(t, map[string]string{"KAPFHIR_EHR_CONFIG": path}), testOptions())
 	if err == nil || !strings.Contains(err.Error(), "endpoints[0].baseUrl") {
 		t.Errorf("Start: %v, want the baseUrl error", err)
+	}
+}
+
+// With KAPFHIR_SUBSCRIPTIONS a Subscription created through the API is
+// notified of a matching write.
+func TestSubscriptionsWiring(t *testing.T) {
+	got := make(chan string, 10)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("X-Secret")
+	}))
+	t.Cleanup(rcv.Close)
+	a, err := Start(context.Background(), testConfig(t, map[string]string{"KAPFHIR_SUBSCRIPTIONS": "true"}), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx) }()
+	post := func(typ, body string) int {
+		resp, err := http.Post(a.URL()+"/fhir/"+typ, "application/fhir+json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	sub := `{"resourceType":"Subscription","status":"requested","reason":"r","criteria":"Observation?status=final","channel":{"type":"rest-hook","endpoint":"` + rcv.URL + `","header":["X-Secret: s"]}}`
+	if code := post("Subscription", strings.Replace(sub, "status=final", "colour=red", 1)); code != http.StatusUnprocessableEntity {
+		t.Errorf("bad criteria: %d, want 422", code)
+	}
+	if code := post("Subscription", sub); code != http.StatusCreated {
+		t.Fatalf("Subscription: %d", code)
+	}
+	if code := post("Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`); code != http.StatusCreated {
+		t.Fatalf("Observation: %d", code)
+	}
+	select {
+	case secret := <-got:
+		if secret != "s" {
+			t.Errorf("secret header %q", secret)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("no notification within 30 s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
 	}
 }

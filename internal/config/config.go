@@ -41,6 +41,9 @@ type Config struct {
 	// resource sent to an EHR (urn:kapfhir:<SyncInstall>): two clinics
 	// sending to one EHR need different names.
 	SyncInstall string `env:"KAPFHIR_SYNC_INSTALL" envDefault:"kapfhir"`
+	// Subscriptions turns on the rest-hook Subscription notifier: off,
+	// Subscriptions are stored (and checked) but stay requested.
+	Subscriptions bool `env:"KAPFHIR_SUBSCRIPTIONS" envDefault:"false"`
 }
 
 // installPattern keeps the install name a plain URN segment.
