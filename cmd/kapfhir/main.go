@@ -3,6 +3,7 @@
 //
 //	kapfhir             serve
 //	kapfhir import DIR  load the NDJSON files of DIR (a bulk export) and exit
+//	kapfhir healthcheck exit 0 when the server at KAPFHIR_HTTP_ADDR answers /healthz
 package main
 
 import (
@@ -59,6 +60,8 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 			err = fmt.Errorf("%d lines were not imported", rep.Failed())
 		}
 		return err
+	case len(args) == 1 && args[0] == "healthcheck":
+		return app.Healthcheck(ctx, cfg.HTTPAddr)
 	}
-	return fmt.Errorf("usage: kapfhir [import DIR]")
+	return fmt.Errorf("usage: kapfhir [import DIR | healthcheck]")
 }

@@ -1,0 +1,48 @@
+package app
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func TestHealthcheck(t *testing.T) {
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(status)
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedAddr := closed.Listener.Addr().String()
+	closed.Close()
+
+	for _, tc := range []struct {
+		name   string
+		addr   string
+		status int
+		ok     bool
+	}{
+		{"up", "127.0.0.1:" + port, http.StatusOK, true},
+		{"wildcard address probed on loopback", "0.0.0.0:" + port, http.StatusOK, true},
+		{"empty host probed on loopback", ":" + port, http.StatusOK, true},
+		{"not healthy", "127.0.0.1:" + port, http.StatusServiceUnavailable, false},
+		{"nothing listening", closedAddr, http.StatusOK, false},
+		{"port chosen at start", "127.0.0.1:0", http.StatusOK, false},
+		{"not an address", "localhost", http.StatusOK, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status = tc.status
+			err := Healthcheck(context.Background(), tc.addr)
+			if (err == nil) != tc.ok {
+				t.Errorf("Healthcheck(%q) = %v, want ok %v", tc.addr, err, tc.ok)
+			}
+		})
+	}
+}
