@@ -209,7 +209,7 @@ func (w *worker) release() {
 	defer w.stepping.Unlock()
 	held := w.state != nil
 	w.state = nil
-	w.e.metrics.SetSyncInFlight(w.ep.Name, 0)
+	w.clearGauges()
 	if !held {
 		return
 	}
@@ -218,6 +218,14 @@ func (w *worker) release() {
 	if err := w.e.st.ReleaseSyncEndpoint(ctx, w.ep.Name, w.e.o.Owner); err != nil {
 		w.e.log.Warn("EHR sync: release lease", "endpoint", w.ep.Name, "error", err.Error())
 	}
+}
+
+// clearGauges zeroes this instance's lag and in-flight gauges of the
+// endpoint when it does not hold it: only the holder's values are current,
+// and alerts take the maximum over instances.
+func (w *worker) clearGauges() {
+	w.e.metrics.SetSyncInFlight(w.ep.Name, 0)
+	w.e.metrics.SetSyncLag(w.ep.Name, 0)
 }
 
 // step claims the endpoint and delivers one batch of changes.
@@ -234,6 +242,9 @@ func (w *worker) step(ctx context.Context) (bool, error) {
 	now := w.e.o.Now()
 	held, err := st.ClaimSyncEndpoint(ctx, w.ep.Name, w.e.o.Owner, now, now.Add(w.e.o.Lease))
 	w.state = held
+	if err == nil && held == nil {
+		w.clearGauges() // another instance holds the endpoint and reports it
+	}
 	if err != nil || held == nil {
 		return false, err
 	}
