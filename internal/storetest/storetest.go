@@ -1,20 +1,28 @@
 // Package storetest gives integration tests a real MongoDB-wire store: the
-// embedded FerretDB in a temporary directory, or the MongoDB named by
-// KAPFHIR_TEST_MONGODB_URI, each test in a database of its own.
+// embedded FerretDB in a temporary directory (run in a process of its own,
+// see ./server), or the MongoDB named by KAPFHIR_TEST_MONGODB_URI, each test
+// in a database of its own.
 package storetest
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/event"
 
-	"github.com/kapfhir/kapfhir/internal/embedded"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
@@ -23,8 +31,7 @@ const EnvURI = "KAPFHIR_TEST_MONGODB_URI"
 
 var (
 	once   sync.Once
-	server *embedded.Server
-	dir    string
+	server *process
 	err    error
 )
 
@@ -33,8 +40,7 @@ var (
 func Main(m *testing.M) int {
 	code := m.Run()
 	if server != nil {
-		server.Close()
-		_ = os.RemoveAll(dir)
+		server.stop()
 	}
 	return code
 }
@@ -46,16 +52,73 @@ func URI(t testing.TB) (string, bool) {
 	if uri := os.Getenv(EnvURI); uri != "" {
 		return uri, false
 	}
-	once.Do(func() {
-		dir, err = os.MkdirTemp("", "kapfhir-test-")
-		if err == nil {
-			server, err = embedded.Start(dir, os.Stderr)
-		}
-	})
+	once.Do(func() { server, err = start() })
 	if err != nil {
 		t.Fatalf("start embedded store: %v", err)
 	}
-	return server.URI(), true
+	return server.uri, true
+}
+
+// process is the embedded store running in a process of its own (see
+// ./server): built without -race even when the tests are, and gone when the
+// test binary is, since it stops when its stdin closes.
+type process struct {
+	dir   string
+	uri   string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+}
+
+func start() (*process, error) {
+	dir, err := os.MkdirTemp("", "kapfhir-test-")
+	if err != nil {
+		return nil, err
+	}
+	p := &process{dir: dir}
+	if err := p.run(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *process) run() error {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return errors.New("cannot locate the store server's source")
+	}
+	bin := filepath.Join(p.dir, "store-server")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = filepath.Join(filepath.Dir(file), "server")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build the store server: %v\n%s", err, out)
+	}
+	p.cmd = exec.Command(bin, "-dir", filepath.Join(p.dir, "data"))
+	p.cmd.Stderr = os.Stderr
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		return err
+	}
+	if err := p.cmd.Start(); err != nil {
+		return fmt.Errorf("start the store server: %w", err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		_ = p.stdin.Close()
+		_ = p.cmd.Wait()
+		return fmt.Errorf("the store server did not start: %w", err)
+	}
+	p.uri = strings.TrimSpace(line)
+	return nil
+}
+
+func (p *process) stop() {
+	_ = p.stdin.Close()
+	_ = p.cmd.Wait()
+	_ = os.RemoveAll(p.dir)
 }
 
 // Database returns a fresh database name.
