@@ -295,6 +295,9 @@ func (s *Service) CreatePrescription(ctx context.Context, in PrescriptionInput) 
 	if err != nil {
 		return p, err
 	}
+	// The calculation is the service's: without a weight (an overridden
+	// dose.weight-required) the order stays in mg/kg alone.
+	p.CalculatedMg, p.WeightObservationID = "", ""
 	if calc != nil && calc.Weight != nil {
 		p.CalculatedMg = jsonNumber(calc.Mg)
 		for i := range weights {
