@@ -57,19 +57,21 @@ func (r *records) order(o DosingOrder, product string) (Order, error) {
 	if o.PrescriptionID != "" {
 		for _, p := range r.prescriptions {
 			if p.ID == o.PrescriptionID {
-				return Order{Prescription: p.ID, Product: family(p.Product), Code: productCode(p.Product), Route: routes[p.Route]}, nil
+				rt, _ := route(r.m, p.Route)
+				return Order{Prescription: p.ID, Product: family(r.m, p.Product), Code: productCode(r.m, p.Product), Route: rt}, nil
 			}
 		}
-		return Order{Prescription: o.PrescriptionID, Product: family(product), Route: routes[o.Route]}, nil
+		rt, _ := route(r.m, o.Route)
+		return Order{Prescription: o.PrescriptionID, Product: family(r.m, product), Route: rt}, nil
 	}
-	route, ok := routes[o.Route]
+	rt, ok := route(r.m, o.Route)
 	switch {
 	case o.Route == "":
 		return Order{}, fault.New(fault.Invalid, "route", "starting a dosing session needs prescriptionId or route").WithCode("required")
 	case !ok:
-		return Order{}, fault.New(fault.Invalid, "route", "route %q is not one of iv, im, sublingual, buccal, oral, intranasal", o.Route).WithCode("value")
+		return Order{}, routeKeyError(r.m, o.Route)
 	}
-	return Order{Product: family(product), Route: route}, nil
+	return Order{Product: family(r.m, product), Route: rt}, nil
 }
 
 // checkStart applies the dosing rules to a dosing session starting at at.
@@ -277,11 +279,14 @@ func (s *Service) CreatePrescription(ctx context.Context, in PrescriptionInput) 
 	if err != nil {
 		return p, err
 	}
+	if err := checkKeys(s.m, p.Product, p.Route); err != nil {
+		return p, err
+	}
 	value, err := ParseDecimal(string(p.Dose.Value))
 	if err != nil {
 		return p, fault.New(fault.Invalid, "dose.value", "dose.value must be a decimal number").WithCode("value")
 	}
-	self := prescriptionFact(p)
+	self := prescriptionFact(s.m, p)
 	self.Status = statusActive // checked as the prescription it will be
 	weights, ids := r.weights()
 	calc, vs, err := CheckAdministration(AdministrationFacts{
@@ -365,13 +370,13 @@ func (s *Service) CreateAdministration(ctx context.Context, in AdministrationInp
 	if err != nil {
 		return a, fault.New(fault.Invalid, "doseMg", "doseMg must be a decimal number").WithCode("value")
 	}
-	route, ok := routes[a.Route]
-	if !ok {
-		return a, fault.New(fault.Invalid, "route", "route %q is not one of iv, im, sublingual, buccal, oral, intranasal", a.Route).WithCode("value")
+	if err := checkKeys(s.m, a.Product, a.Route); err != nil {
+		return a, err
 	}
+	rt, _ := route(s.m, a.Route)
 	weights, _ := r.weights()
 	_, vs, err := CheckAdministration(AdministrationFacts{
-		Time: at, Order: Order{Prescription: a.PrescriptionID, Product: family(a.Product), Code: productCode(a.Product), Route: route},
+		Time: at, Order: Order{Prescription: a.PrescriptionID, Product: family(s.m, a.Product), Code: productCode(s.m, a.Product), Route: rt},
 		Dose: Dose{Value: dose, Unit: Mg}, Prescriptions: r.factPrescriptions(), Weights: weights,
 	})
 	if err != nil {
@@ -428,7 +433,7 @@ func (s *Service) Discharge(ctx context.Context, sessionID string, in DischargeI
 	}
 	for _, a := range r.administrations {
 		if a.SessionID == sessionID {
-			f.Administrations = append(f.Administrations, administrationFact(a))
+			f.Administrations = append(f.Administrations, administrationFact(s.m, a))
 		}
 	}
 	overrides, err := Resolve(CheckDischarge(s.rules, f), in.Override.request(), at)
