@@ -311,4 +311,4 @@ func sortedKeys[K ~string, V any](m map[K]V) []K {
 }
 
 // kapSummaryDefinition is the canonical of the $kap-summary operation.
-const kapSummaryDefinition = "https://kapfhir.org/fhir/OperationDefinition/kap-summary"
+const kapSummaryDefinition = kap.SummaryOperation

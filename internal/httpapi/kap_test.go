@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kapfhir/kapfhir/internal/kap"
 )
 
 // M is a JSON object of a KAP request.
@@ -379,5 +381,34 @@ func TestKapErrors(t *testing.T) {
 		if r := e.get(path); r.status != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 404: %s", path, r.status, r.body)
 		}
+	}
+}
+
+// TestKapDefinitions: CodeSystem/kap and OperationDefinition/kap-summary
+// are served as resources (valid per google/fhir/go through do), found by
+// their canonical URL, and publishing them again writes no new version.
+func TestKapDefinitions(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	for range 2 { // the second time is a restart: nothing changes
+		if err := e.kap.PublishDefinitions(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ path, want string }{
+		{"/fhir/CodeSystem/kap", `"code":"dose.weight-required"`},
+		{"/fhir/CodeSystem?url=" + url.QueryEscape(kap.CodeSystem), `"code":"rule-override"`},
+		{"/fhir/OperationDefinition/kap-summary", `"url":"` + kap.SummaryOperation + `"`},
+		{"/fhir/OperationDefinition?url=" + url.QueryEscape(kap.SummaryOperation), `"code":"kap-summary"`},
+	} {
+		r := e.get(c.path)
+		body := strings.ReplaceAll(strings.ReplaceAll(string(r.body), " ", ""), "\n", "")
+		if r.status != http.StatusOK || !strings.Contains(body, c.want) || !strings.Contains(body, `"versionId":"1"`) {
+			t.Errorf("GET %s: %d, want 200 with %s at version 1: %s", c.path, r.status, c.want, r.body)
+		}
+	}
+	caps := e.get("/fhir/metadata")
+	if !strings.Contains(string(caps.body), kap.SummaryOperation) {
+		t.Errorf("the CapabilityStatement does not name %s", kap.SummaryOperation)
 	}
 }
