@@ -62,6 +62,7 @@ var kapRoutes = []route{
 	kapRoute("POST", "/sessions/:id/status", kapAction((*kap.Service).SetSessionStatus)),
 	kapRoute("POST", "/sessions/:id/escort-confirmation", kapAction((*kap.Service).ConfirmEscort)),
 	kapRoute("POST", "/sessions/:id/discharge", kapAction((*kap.Service).Discharge)),
+	kapRoute("GET", "/sessions/:id/rems", kapGet((*kap.Service).REMSForm)),
 	kapRoute("GET", "/sessions/:id/administrations", kapList(func(s *kap.Service, ctx context.Context, _ *gin.Context, id string, o kap.ListOptions) (any, error) {
 		return s.Administrations(ctx, id, o)
 	})),

@@ -26,6 +26,8 @@ type records struct {
 	measurements    []mappings.Measurement
 	consents        []mappings.Consent
 	noDriving       []NoDrivingFlag
+	// pool is every resource read: the client's records of clientTypes.
+	pool []mappings.Resource
 }
 
 // clientTypes are the types of a client's records the rules and the
@@ -51,6 +53,7 @@ func (s *Service) programRecords(ctx context.Context, programID string) (*record
 		byType[rec.Type] = append(byType[rec.Type], rec)
 		pool[i] = resourceOf(rec)
 	}
+	r.pool = pool
 	r.sessions = mapGroup(s, sessionView, byType["Encounter"], pool, nil, func(x mappings.Session) bool { return x.ProgramID == programID })
 	inProgram := map[string]bool{}
 	for _, se := range r.sessions {

@@ -131,7 +131,21 @@ func (s *Service) CreateSession(ctx context.Context, in SessionInput) (mappings.
 	if err != nil {
 		return se, err
 	}
+	if se.Status == "finished" { // not dosing: refused above
+		note, err := s.sessionNote(r, se, signer("", se), "", orElseString(se.End, s.now().Format(time.RFC3339)))
+		if err != nil {
+			return se, err
+		}
+		extra = append(extra, note...)
+	}
 	return se, s.write(ctx, append(rs, extra...), nil, overrides, r.labels)
+}
+
+func orElseString(v, otherwise string) string {
+	if v != "" {
+		return v
+	}
+	return otherwise
 }
 
 // Session reads a session.
@@ -186,17 +200,20 @@ func (s *Service) SetSessionStatus(ctx context.Context, id string, in SessionSta
 	}
 	var overrides []Override
 	var l mappings.Labels
-	if dosing && started(in.Status) && !started(se.Status) {
-		r, err := s.programRecords(ctx, se.ProgramID)
-		if err != nil {
-			return se, err
-		}
-		if overrides, err = s.checkStart(r, se, in.DosingOrder, false, in.Override, at); err != nil {
+	var r *records                             // read when the rules or the note need the program's records
+	note := in.Status == "finished" && !dosing // a dosing session's note comes with its discharge
+	if (dosing && started(in.Status) && !started(se.Status)) || note {
+		if r, err = s.programRecords(ctx, se.ProgramID); err != nil {
 			return se, err
 		}
 		l = r.labels
 	} else if _, l, err = s.sessionLabels(ctx, id); err != nil {
 		return se, err
+	}
+	if dosing && started(in.Status) && !started(se.Status) {
+		if overrides, err = s.checkStart(r, se, in.DosingOrder, false, in.Override, at); err != nil {
+			return se, err
+		}
 	}
 	when := at.Format(time.RFC3339)
 	switch {
@@ -211,6 +228,13 @@ func (s *Service) SetSessionStatus(ctx context.Context, id string, in SessionSta
 	rs, err := s.m.SessionToFHIR(se, l)
 	if err != nil {
 		return se, err
+	}
+	if note {
+		doc, err := s.sessionNote(r, se, signer("", se), "", when)
+		if err != nil {
+			return se, err
+		}
+		rs = append(rs, doc...)
 	}
 	return se, s.write(ctx, rs, map[string]int64{"Encounter/" + id: it.rec.VersionID}, overrides, l)
 }
@@ -418,6 +442,8 @@ func (s *Service) Discharge(ctx context.Context, sessionID string, in DischargeI
 		return se, fault.New(fault.Unprocessable, "", "only a dosing session is discharged").WithCode("business-rule")
 	case se.Discharge != nil:
 		return se, fault.New(fault.Conflict, "", "the session is already discharged")
+	case in.REMS != nil && !esketamine(se):
+		return se, fault.New(fault.Invalid, "rems", "REMS answers are for an esketamine dosing session").WithCode("business-rule")
 	}
 	at, err := timeField("time", in.Time, s.now())
 	if err != nil {
@@ -447,7 +473,19 @@ func (s *Service) Discharge(ctx context.Context, sessionID string, in DischargeI
 	if err != nil {
 		return se, err
 	}
-	if err := s.write(ctx, rs, map[string]int64{"Encounter/" + sessionID: it.rec.VersionID}, overrides, r.labels); err != nil {
+	author := signer(in.PerformerID, se)
+	docs, err := s.sessionNote(r, se, author, in.Note, when)
+	if err != nil {
+		return se, err
+	}
+	if esketamine(se) {
+		remsRes, err := s.rems(ctx, r, rs, in.REMS, author, when)
+		if err != nil {
+			return se, err
+		}
+		docs = append(docs, remsRes...)
+	}
+	if err := s.write(ctx, append(append([]mappings.Resource(nil), rs...), docs...), map[string]int64{"Encounter/" + sessionID: it.rec.VersionID}, overrides, r.labels); err != nil {
 		return se, err
 	}
 	out, _ := s.m.SessionFromFHIR(rs) // with the computed end of the instruction
