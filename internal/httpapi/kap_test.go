@@ -311,6 +311,12 @@ func checkREMS(t *testing.T, e *env, k *kapAPI, p kapProgram) {
 		"experienced":                          M{"sedation": false, "dissociation": true},
 		"adverseEvents":                        "transient dizziness",
 	}
+	k.bad = true // an answer the form has not: 400 naming it, nothing stored
+	bad := k.raw("POST", "/sessions/"+s+"/discharge", M{"time": day(d, "11:15"), "releasedToEscort": true, "rems": M{"concomitant": M{"alcohol": true}}})
+	k.bad = false
+	if bad.status != http.StatusBadRequest || bad.expression(t) != "rems.concomitant.alcohol" {
+		t.Errorf("discharge with an unknown REMS answer: %d at %q, want 400 at rems.concomitant.alcohol: %s", bad.status, bad.expression(t), bad.body)
+	}
 	k.call("POST", "/sessions/"+s+"/discharge", M{"time": day(d, "11:15"), "releasedToEscort": true, "performerId": p.nurse,
 		"note": "Calm session.", "rems": answers}, http.StatusOK)
 
