@@ -69,6 +69,40 @@ func New(cfg Config) (*Mapper, error) {
 // KapSystem is the URL of the local CodeSystem.
 func (m *Mapper) KapSystem() string { return m.t.kapURL }
 
+// KapCoding is the coding of a concept of the kap CodeSystem table, with its
+// display; false when the table has no such concept.
+func (m *Mapper) KapCoding(code string) (Coding, bool) {
+	c := find(m.t.concepts, func(c *concept) bool { return c.Code == code })
+	if c == nil {
+		return Coding{}, false
+	}
+	return Coding{System: m.t.kapURL, Code: c.Code, Display: c.Display}, true
+}
+
+// RouteKeys lists the route keys of the routes table (iv, im, ...), in
+// table order.
+func (m *Mapper) RouteKeys() []string {
+	return keys(m.t.routes, func(r *route) string { return r.Route })
+}
+
+// RouteName is the plain name of a route key ("iv" → "intravenous"), the
+// term of the KAP rules; false for a key not in the table.
+func (m *Mapper) RouteName(key string) (string, bool) {
+	if r := m.t.route(key); r != nil {
+		return r.Name, true
+	}
+	return "", false
+}
+
+// ProductFamily is the family (ketamine | esketamine) of a product key;
+// false for a key not in the table.
+func (m *Mapper) ProductFamily(key string) (string, bool) {
+	if p := m.t.product(key); p != nil {
+		return p.Family, true
+	}
+	return "", false
+}
+
 // Labels is the sensitivity of a program: it decides the meta.security of
 // every clinical resource of the program.
 type Labels struct {

@@ -35,8 +35,10 @@ type Prescription struct {
 	StrengthMg json.Number `json:"strengthMg,omitempty"`
 	Route      string      `json:"route"`
 	Dose       Dose        `json:"dose"`
-	// CalculatedMg and WeightObservationID are required for a mg/kg dose:
-	// the caller computes the mg from the recorded body weight.
+	// CalculatedMg and WeightObservationID go together, for a mg/kg dose
+	// only: the caller computes the mg from the recorded body weight. Both
+	// absent is an mg/kg order written without a weight (a clinician
+	// overrode dose.weight-required): the ordered dose alone.
 	CalculatedMg           json.Number `json:"calculatedMg,omitempty"`
 	WeightObservationID    string      `json:"weightObservationId,omitempty"`
 	MaxPerAdministrationMg json.Number `json:"maxPerAdministrationMg,omitempty"`
@@ -189,8 +191,8 @@ func (m *Mapper) checkPrescription(p Prescription) error {
 		m.checkProduct(p.Product, p.StrengthMg, p.Route),
 		checkDecimal("dose.value", p.Dose.Value, true),
 		checkEnum("dose.unit", p.Dose.Unit, []string{unitMg, unitMgKg}, true),
-		checkDecimal("calculatedMg", p.CalculatedMg, p.Dose.Unit == unitMgKg),
-		checkID("weightObservationId", p.WeightObservationID, p.Dose.Unit == unitMgKg),
+		checkDecimal("calculatedMg", p.CalculatedMg, p.WeightObservationID != ""),
+		checkID("weightObservationId", p.WeightObservationID, p.CalculatedMg != ""),
 		checkDecimal("maxPerAdministrationMg", p.MaxPerAdministrationMg, false),
 		checkEnum("status", p.Status, prescriptionStatuses, true),
 		checkID("prescriberId", p.PrescriberID, true),
@@ -212,7 +214,7 @@ func (m *Mapper) checkPrescription(p Prescription) error {
 // PrescriptionToFHIR maps a prescription to a US Core MedicationRequest
 // (§4.3): intent order, category outpatient, route (§4.2), the ordered dose
 // (and for mg/kg the calculated mg, with the weight Observation in
-// supportingInformation), the maximum per administration, and the planned
+// supportingInformation, when a weight was recorded), the maximum per administration, and the planned
 // sessions as timing.repeat.count. l is the program's label set.
 func (m *Mapper) PrescriptionToFHIR(p Prescription, l Labels) ([]Resource, error) {
 	if err := m.checkPrescription(p); err != nil {
@@ -228,7 +230,9 @@ func (m *Mapper) PrescriptionToFHIR(p Prescription, l Labels) ([]Resource, error
 	} else {
 		d.DoseAndRate = []doseAndRate{
 			{Type: cc(Coding{System: sysDoseRateType, Code: "ordered", Display: "Ordered"}), DoseQuantity: &quantity{Value: p.Dose.Value, Unit: unitMgKg, System: sysUCUM, Code: unitMgKg}},
-			{Type: cc(Coding{System: sysDoseRateType, Code: "calculated", Display: "Calculated"}), DoseQuantity: mg(p.CalculatedMg)},
+		}
+		if p.CalculatedMg != "" {
+			d.DoseAndRate = append(d.DoseAndRate, doseAndRate{Type: cc(Coding{System: sysDoseRateType, Code: "calculated", Display: "Calculated"}), DoseQuantity: mg(p.CalculatedMg)})
 		}
 	}
 	mr := medicationRequestRes{

@@ -71,6 +71,7 @@ type teamRole struct {
 
 type route struct {
 	Route   string `json:"route"`
+	Name    string `json:"name"` // the plain name the KAP rules and their configuration use
 	Code    string `json:"code"`
 	Display string `json:"display"`
 }

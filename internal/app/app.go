@@ -136,6 +136,17 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	cursors := search.NewCursors(cfg.CursorSecret)
+	kapSvc := kap.NewService(kap.Deps{
+		Resources: svc, Registry: reg, Mapper: mapper, Rules: rules,
+		Overrides: kap.NewOverrideCounter(o.Registry), Now: time.Now, Cursors: cursors,
+	})
+	// CodeSystem/kap and OperationDefinition/kap-summary are served like
+	// any resource; a new version only when this build changed them.
+	if err := kapSvc.PublishDefinitions(ctx); err != nil {
+		ln.Close()
+		a.closeStore()
+		return nil, fmt.Errorf("publish the KAP definitions: %w", err)
+	}
 	handler := httpapi.New(httpapi.Config{
 		Resources:    svc,
 		Importer:     bulkimport.New(svc, reg, bulkimport.Options{MaxLineBytes: int(cfg.MaxBodyBytes)}),
@@ -152,10 +163,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		Version:      Version(),
 		Started:      time.Now(),
 		Cursors:      cursors,
-		Kap: kap.NewService(kap.Deps{
-			Resources: svc, Registry: reg, Mapper: mapper, Rules: rules,
-			Overrides: kap.NewOverrideCounter(o.Registry), Now: time.Now, Cursors: cursors,
-		}),
+		Kap:          kapSvc,
 	})
 	a.server = &http.Server{
 		Handler:           handler,

@@ -132,3 +132,36 @@ func TestSubscriptionsWiring(t *testing.T) {
 		t.Errorf("Serve: %v", err)
 	}
 }
+
+// The KAP definitions are stored at start and served; a restart on the
+// same data keeps their version.
+func TestKapDefinitionsServed(t *testing.T) {
+	cfg := testConfig(t, map[string]string{})
+	for run := range 2 {
+		a, err := Start(context.Background(), cfg, testOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Serve(ctx) }()
+		for _, path := range []string{"/fhir/CodeSystem/kap", "/fhir/OperationDefinition/kap-summary"} {
+			resp, err := http.Get(a.URL() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var res struct {
+				Meta struct{ VersionID string } `json:"meta"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&res)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || res.Meta.VersionID != "1" {
+				t.Errorf("run %d: GET %s: %d, version %q, %v; want 200 at version 1", run, path, resp.StatusCode, res.Meta.VersionID, err)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}
+}

@@ -44,6 +44,7 @@ type env struct {
 	logs     *syncBuffer
 	jobs     *reindex.Jobs
 	exports  *bulkexport.Runner // not running: tests step it
+	kap      *kap.Service       // the first instance's
 }
 
 type syncBuffer struct {
@@ -91,6 +92,11 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 		e.t.Fatal(err)
 	}
 	cursors := search.NewCursors("test")
+	ks := kap.NewService(kap.Deps{Resources: svc, Registry: reg, Mapper: mapper, Rules: rules,
+		Overrides: kap.NewOverrideCounter(e.reg), Now: time.Now, Cursors: cursors})
+	if e.kap == nil {
+		e.kap = ks
+	}
 	return httpapi.New(httpapi.Config{
 		Resources:    svc,
 		Importer:     bulkimport.New(svc, reg, bulkimport.Options{}),
@@ -105,8 +111,7 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 		Version:      "test",
 		Started:      time.Now(),
 		Cursors:      cursors,
-		Kap: kap.NewService(kap.Deps{Resources: svc, Registry: reg, Mapper: mapper, Rules: rules,
-			Overrides: kap.NewOverrideCounter(e.reg), Now: time.Now, Cursors: cursors}),
+		Kap:          ks,
 	}), jobs
 }
 

@@ -62,6 +62,7 @@ var kapRoutes = []route{
 	kapRoute("POST", "/sessions/:id/status", kapAction((*kap.Service).SetSessionStatus)),
 	kapRoute("POST", "/sessions/:id/escort-confirmation", kapAction((*kap.Service).ConfirmEscort)),
 	kapRoute("POST", "/sessions/:id/discharge", kapAction((*kap.Service).Discharge)),
+	kapRoute("GET", "/sessions/:id/rems", kapGet((*kap.Service).REMSForm)),
 	kapRoute("GET", "/sessions/:id/administrations", kapList(func(s *kap.Service, ctx context.Context, _ *gin.Context, id string, o kap.ListOptions) (any, error) {
 		return s.Administrations(ctx, id, o)
 	})),
@@ -311,4 +312,4 @@ func sortedKeys[K ~string, V any](m map[K]V) []K {
 }
 
 // kapSummaryDefinition is the canonical of the $kap-summary operation.
-const kapSummaryDefinition = "https://kapfhir.org/fhir/OperationDefinition/kap-summary"
+const kapSummaryDefinition = kap.SummaryOperation

@@ -16,9 +16,6 @@ type kapRequest func(override M) *response
 // with the rule's precondition met.
 type ruleCase struct {
 	without, with func() kapRequest
-	// overrideGap names the request field that still refuses an
-	// overridden request, with why (a mappings limitation to lift).
-	overrideGap, why string
 }
 
 // TestKapRules: for every rule code, the request is refused without its
@@ -130,10 +127,8 @@ func TestKapRules(t *testing.T) {
 			with:    func() kapRequest { return administer(started(), "40") },
 		},
 		kap.RuleWeightRequired: {
-			without:     func() kapRequest { return prescribe(day(3, "09:00")) }, // before the weight of 10:00
-			with:        func() kapRequest { return prescribe(day(3, "11:00")) },
-			overrideGap: "calculatedMg",
-			why:         "mappings.PrescriptionToFHIR requires calculatedMg and weightObservationId for an mg/kg dose, so an mg/kg order without a weight cannot be written yet",
+			without: func() kapRequest { return prescribe(day(3, "09:00")) }, // before the weight of 10:00
+			with:    func() kapRequest { return prescribe(day(3, "11:00")) },
 		},
 		kap.RuleBloodPressurePre:  {without: discharge(obs{false, true, true, true}, "10:50"), with: discharge(all, "10:50")},
 		kap.RuleBloodPressurePost: {without: discharge(obs{true, false, true, true}, "10:50"), with: discharge(all, "10:50")},
@@ -158,21 +153,12 @@ func TestKapRules(t *testing.T) {
 			before := overrides(t, e, code)
 			reason := "clinician's judgement for " + string(code)
 			r = req(M{"rules": []string{string(code)}, "reason": reason, "clinician": p.prescriber})
-			if c.overrideGap != "" {
-				// Known gap: the override is accepted by the rules but the
-				// write is refused; nothing is stored or counted.
-				if r.status != http.StatusBadRequest || r.expression(t) != c.overrideGap {
-					t.Errorf("overridden (known gap: %s): %d %s, want 400 at %s", c.why, r.status, r.body, c.overrideGap)
-				}
-				if got := overrides(t, e, code); got != before {
-					t.Errorf("a refused write counted an override of %s", code)
-				}
-				t.Logf("override of %s not recorded: %s", code, c.why)
-			} else {
-				if r.status >= 300 {
-					t.Fatalf("overridden: %d %s", r.status, r.body)
-				}
-				checkOverride(t, e, code, reason, p.prescriber, before)
+			if r.status >= 300 {
+				t.Fatalf("overridden: %d %s", r.status, r.body)
+			}
+			checkOverride(t, e, code, reason, p.prescriber, before)
+			if code == kap.RuleWeightRequired {
+				checkUncalculated(t, e, r)
 			}
 			if r := c.with()(nil); r.status >= 300 {
 				t.Errorf("with the precondition: %d %s", r.status, r.body)
@@ -191,6 +177,20 @@ func checkOverride(t *testing.T, e *env, code kap.RuleCode, reason, clinician st
 	prov := e.get("/fhir/Provenance?agent=Practitioner/" + clinician + "&_count=1000")
 	if !strings.Contains(string(prov.body), reason) || !strings.Contains(string(prov.body), `"code":"`+string(code)+`"`) {
 		t.Errorf("no Provenance records the override of %s: %s", code, prov.body)
+	}
+}
+
+// checkUncalculated checks a prescription written by overriding
+// dose.weight-required: the mg/kg order alone, no calculated mg, no weight.
+func checkUncalculated(t *testing.T, e *env, r *response) {
+	t.Helper()
+	rx := r.json(t)
+	if rx["calculatedMg"] != nil || rx["weightObservationId"] != nil {
+		t.Errorf("a prescription without a weight has a calculation: %v", rx)
+	}
+	mr := e.get("/fhir/MedicationRequest/" + rx["id"].(string))
+	if body := string(mr.body); mr.status != http.StatusOK || !strings.Contains(body, `"code":"mg/kg"`) || strings.Contains(body, `"calculated"`) || strings.Contains(body, `"Observation/`) {
+		t.Errorf("MedicationRequest without a weight: %d %s", mr.status, body)
 	}
 }
 

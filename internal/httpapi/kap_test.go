@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kapfhir/kapfhir/internal/kap"
 )
 
 // M is a JSON object of a KAP request.
@@ -158,7 +160,7 @@ func TestKapProgramEndToEnd(t *testing.T) {
 	for d := 9; d <= 11; d++ {
 		dosing = append(dosing, p.dose(k, d))
 	}
-	p.session("integration", 12, "finished", k)
+	integration := p.session("integration", 12, "finished", k)
 	k.create("/measurements", M{"clientId": p.client, "kind": "phq9", "time": day(12, "10:30"), "items": []int{1, 1, 0, 1, 0, 1, 0, 0, 0}})
 
 	// Reads in clinic terms.
@@ -245,8 +247,12 @@ func TestKapProgramEndToEnd(t *testing.T) {
 	for _, path := range []string{"/sessions/" + dosing[0], "/administrations/" + doses[0].(map[string]any)["id"].(string)} {
 		k.call("GET", path, nil, http.StatusOK)
 	}
-	done := k.call("POST", "/programs/"+p.program+"/status", M{"status": "finished", "time": day(12, "11:00")}, http.StatusOK)
-	if h := done["statusHistory"].([]any); len(h) != 2 || done["end"] != day(12, "11:00") {
+	checkNote(t, e, integration, "34904-3")
+	checkNote(t, e, dosing[0], "78472-8")
+	checkREMS(t, e, k, p)
+
+	done := k.call("POST", "/programs/"+p.program+"/status", M{"status": "finished", "time": day(13, "12:00")}, http.StatusOK)
+	if h := done["statusHistory"].([]any); len(h) != 2 || done["end"] != day(13, "12:00") {
 		t.Errorf("finished program: %v", done)
 	}
 
@@ -254,6 +260,107 @@ func TestKapProgramEndToEnd(t *testing.T) {
 	op := e.get("/fhir/EpisodeOfCare/" + p.program + "/$kap-summary")
 	if op.status != http.StatusOK || !strings.Contains(string(op.body), `"name":"remission","valueBoolean":true`) {
 		t.Errorf("$kap-summary: %d %s", op.status, op.body)
+	}
+}
+
+// checkNote checks the session note a finished session left for the EHRs
+// (DocumentReference <session>-note, typed with the kind's LOINC note).
+func checkNote(t *testing.T, e *env, session, loinc string) {
+	t.Helper()
+	r := e.get("/fhir/DocumentReference/" + session + "-note")
+	body := string(r.body)
+	for _, w := range []string{`"code":"` + loinc + `"`, `"code":"clinical-note"`, `"reference":"Encounter/` + session + `"`, `"docStatus":"final"`, `"code":"PSY"`} {
+		if r.status != http.StatusOK || !strings.Contains(body, w) {
+			t.Errorf("session note of %s: %d, want %s: %s", session, r.status, w, body)
+		}
+	}
+}
+
+// checkREMS runs an esketamine dosing session on day 13 — Spravato 56 mg
+// self-administered at 09:10 under the nurse's observation, BPs at 09:05,
+// 09:52 and 11:05, discharge at 11:15 with the clinician's REMS answers —
+// and checks the REMS form read back and the FHIR resources written.
+func checkREMS(t *testing.T, e *env, k *kapAPI, p kapProgram) {
+	t.Helper()
+	const d = 13
+	rx := k.create("/prescriptions", M{"programId": p.program, "product": "spravato", "route": "intranasal", "dose": M{"value": json.Number("56"), "unit": "mg"},
+		"status": "active", "prescriberId": p.prescriber, "authoredOn": day(d, "08:00")})
+	s := k.create("/sessions", M{"programId": p.program, "kind": "dosing", "product": "esketamine", "status": "in-progress", "start": day(d, "09:00"),
+		"escortId": p.escort, "prescriptionId": rx, "participants": []M{{"memberId": p.prescriber, "role": "lead"}, {"memberId": p.nurse, "role": "secondary"}}})
+	measure := func(kind, hhmm string, extra M) {
+		body := M{"clientId": p.client, "sessionId": s, "kind": kind, "time": day(d, hhmm), "performerId": p.nurse}
+		for key, v := range extra {
+			body[key] = v
+		}
+		k.create("/measurements", body)
+	}
+	bp := func(hhmm, sys string) {
+		measure("bp", hhmm, M{"systolic": json.Number(sys), "diastolic": json.Number("80")})
+	}
+	bp("09:05", "124")
+	k.create("/administrations", M{"sessionId": s, "prescriptionId": rx, "product": "spravato", "route": "intranasal", "doseMg": json.Number("56"),
+		"time": day(d, "09:10"), "selfAdministered": true, "witnessId": p.nurse, "lotNumber": "LOT-7", "status": "completed"})
+	bp("09:52", "142")
+	bp("11:05", "128")
+	measure("discharge-ready", "11:10", M{"finding": true})
+	answers := M{
+		"firstTreatment": true, "remsEnrolled": true,
+		"concomitant":                          M{"benzodiazepines": false, "psychostimulants": true},
+		"vitalsAcceptableBeforeAdministration": M{"time": day(d, "09:06"), "acceptable": true},
+		"vitalsAcceptableBeforeCompletion":     M{"time": day(d, "11:06"), "acceptable": true},
+		"experienced":                          M{"sedation": false, "dissociation": true},
+		"adverseEvents":                        "transient dizziness",
+	}
+	k.bad = true // an answer the form has not: 400 naming it, nothing stored
+	bad := k.raw("POST", "/sessions/"+s+"/discharge", M{"time": day(d, "11:15"), "releasedToEscort": true, "rems": M{"concomitant": M{"alcohol": true}}})
+	k.bad = false
+	if bad.status != http.StatusBadRequest || bad.expression(t) != "rems.concomitant.alcohol" {
+		t.Errorf("discharge with an unknown REMS answer: %d at %q, want 400 at rems.concomitant.alcohol: %s", bad.status, bad.expression(t), bad.body)
+	}
+	k.call("POST", "/sessions/"+s+"/discharge", M{"time": day(d, "11:15"), "releasedToEscort": true, "performerId": p.nurse,
+		"note": "Calm session.", "rems": answers}, http.StatusOK)
+
+	form := k.call("GET", "/sessions/"+s+"/rems", nil, http.StatusOK)
+	bpAt := func(hhmm, sys string) M {
+		return M{"time": day(d, hhmm), "systolic": json.Number(sys), "diastolic": json.Number("80")}
+	}
+	want := M{
+		"sessionId": s, "clientId": p.client, "treatmentDate": "2026-03-13", "doseMg": json.Number("56"), "dose": "56", "devices": json.Number("2"),
+		"lotNumbers": []any{"LOT-7"}, "firstDevice": day(d, "09:10"), "monitoringEnd": day(d, "11:15"), "monitoringMinutes": json.Number("125"),
+		"bpPrior": bpAt("09:05", "124"), "bp40Min": bpAt("09:52", "142"), "bpPriorToCompletion": bpAt("11:05", "128"),
+	}
+	for key, v := range answers {
+		want[key] = v
+	}
+	got := M{}
+	for key := range want {
+		got[key] = form[key]
+	}
+	if diff := cmp.Diff(jsonRound(t, want), got); diff != "" {
+		t.Errorf("REMS form (-want +got):\n%s", diff)
+	}
+	if hcp, _ := form["monitoringHcp"].(map[string]any); hcp["id"] != p.nurse || hcp["name"] == nil {
+		t.Errorf("REMS monitoring HCP %v, want the witness %s with a name", form["monitoringHcp"], p.nurse)
+	}
+
+	for path, wants := range map[string][]string{
+		"Observation/" + s + "-rems-first":      {`"code":"rems-first-treatment"`, `"valueBoolean":true`, `"code":"exam"`},
+		"Observation/" + s + "-rems-stimulant":  {`"code":"rems-psychostimulants"`, `"valueBoolean":true`},
+		"Observation/" + s + "-rems-duration":   {`"code":"monitoring-duration"`, `"value":125`, `"code":"min"`},
+		"Observation/" + s + "-rems-ae":         {`"code":"rems-adverse-events"`, `"valueString":"transient dizziness"`},
+		"DocumentReference/" + s + "-rems-form": {`"code":"rems-monitoring-form"`, `"contentType":"text/html"`, `"reference":"Practitioner/` + p.nurse + `"`},
+		"DocumentReference/" + s + "-note":      {`"code":"78472-8"`, `"docStatus":"final"`},
+	} {
+		r := e.get("/fhir/" + path)
+		body := string(r.body)
+		for _, w := range append(wants, `"reference":"Encounter/`+s+`"`, `"code":"R"`, `"code":"PSY"`) {
+			if r.status != http.StatusOK || !strings.Contains(body, w) {
+				t.Errorf("%s: %d, want %s: %s", path, r.status, w, body)
+			}
+		}
+	}
+	if r := k.raw("GET", "/sessions/"+p.session("integration", d, "planned", k)+"/rems", nil); r.status != http.StatusNotFound {
+		t.Errorf("REMS form of an integration session: %d, want 404", r.status)
 	}
 }
 
@@ -379,5 +486,34 @@ func TestKapErrors(t *testing.T) {
 		if r := e.get(path); r.status != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 404: %s", path, r.status, r.body)
 		}
+	}
+}
+
+// TestKapDefinitions: CodeSystem/kap and OperationDefinition/kap-summary
+// are served as resources (valid per google/fhir/go through do), found by
+// their canonical URL, and publishing them again writes no new version.
+func TestKapDefinitions(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	for range 2 { // the second time is a restart: nothing changes
+		if err := e.kap.PublishDefinitions(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ path, want string }{
+		{"/fhir/CodeSystem/kap", `"code":"dose.weight-required"`},
+		{"/fhir/CodeSystem?url=" + url.QueryEscape(kap.CodeSystem), `"code":"rule-override"`},
+		{"/fhir/OperationDefinition/kap-summary", `"url":"` + kap.SummaryOperation + `"`},
+		{"/fhir/OperationDefinition?url=" + url.QueryEscape(kap.SummaryOperation), `"code":"kap-summary"`},
+	} {
+		r := e.get(c.path)
+		body := strings.ReplaceAll(strings.ReplaceAll(string(r.body), " ", ""), "\n", "")
+		if r.status != http.StatusOK || !strings.Contains(body, c.want) || !strings.Contains(body, `"versionId":"1"`) {
+			t.Errorf("GET %s: %d, want 200 with %s at version 1: %s", c.path, r.status, c.want, r.body)
+		}
+	}
+	caps := e.get("/fhir/metadata")
+	if !strings.Contains(string(caps.body), kap.SummaryOperation) {
+		t.Errorf("the CapabilityStatement does not name %s", kap.SummaryOperation)
 	}
 }

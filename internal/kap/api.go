@@ -83,13 +83,17 @@ type EscortConfirmation struct {
 }
 
 // DischargeInput discharges a dosing session at Time (default: now).
-// EscortID defaults to the escort confirmed for the session.
+// EscortID defaults to the escort confirmed for the session. Note is the
+// clinician's text of the session note; REMS the clinician's answers of the
+// REMS form (esketamine sessions only).
 type DischargeInput struct {
-	Time             string         `json:"time,omitempty"`
-	ReleasedToEscort bool           `json:"releasedToEscort"`
-	EscortID         string         `json:"escortId,omitempty"`
-	PerformerID      string         `json:"performerId,omitempty"`
-	Override         *OverrideInput `json:"override,omitempty"`
+	Time             string                `json:"time,omitempty"`
+	ReleasedToEscort bool                  `json:"releasedToEscort"`
+	EscortID         string                `json:"escortId,omitempty"`
+	PerformerID      string                `json:"performerId,omitempty"`
+	Note             string                `json:"note,omitempty"`
+	REMS             *mappings.REMSAnswers `json:"rems,omitempty"`
+	Override         *OverrideInput        `json:"override,omitempty"`
 }
 
 // Clients.

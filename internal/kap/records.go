@@ -17,6 +17,7 @@ import (
 // records are a program's resources as the KAP model reads them: what the
 // rules and the summary decide on.
 type records struct {
+	m               *mappings.Mapper
 	program         item[mappings.Program]
 	labels          mappings.Labels
 	sessions        []item[mappings.Session]
@@ -25,6 +26,8 @@ type records struct {
 	measurements    []mappings.Measurement
 	consents        []mappings.Consent
 	noDriving       []NoDrivingFlag
+	// pool is every resource read: the client's records of clientTypes.
+	pool []mappings.Resource
 }
 
 // clientTypes are the types of a client's records the rules and the
@@ -39,7 +42,7 @@ func (s *Service) programRecords(ctx context.Context, programID string) (*record
 	if err != nil {
 		return nil, err
 	}
-	r := &records{program: p, labels: s.m.ProgramLabels(p.val)}
+	r := &records{m: s.m, program: p, labels: s.m.ProgramLabels(p.val)}
 	recs, err := s.compartment(ctx, p.val.ClientID, clientTypes)
 	if err != nil {
 		return nil, err
@@ -50,6 +53,7 @@ func (s *Service) programRecords(ctx context.Context, programID string) (*record
 		byType[rec.Type] = append(byType[rec.Type], rec)
 		pool[i] = resourceOf(rec)
 	}
+	r.pool = pool
 	r.sessions = mapGroup(s, sessionView, byType["Encounter"], pool, nil, func(x mappings.Session) bool { return x.ProgramID == programID })
 	inProgram := map[string]bool{}
 	for _, se := range r.sessions {
@@ -122,21 +126,42 @@ func (r *records) session(id string) (item[mappings.Session], bool) {
 
 // Facts from the mapped records.
 
-// routes maps the mappings' route keys to the rules' routes.
-var routes = map[string]Route{"iv": Intravenous, "im": Intramuscular, "sublingual": Sublingual, "buccal": Buccal, "oral": Oral, "intranasal": Intranasal}
+// route is the rules' route of a route key of the mappings' table; false
+// for an unknown key.
+func route(m *mappings.Mapper, key string) (Route, bool) {
+	name, ok := m.RouteName(key)
+	return Route(name), ok
+}
 
-// family is the product family of a product key of the mappings' table.
-func family(product string) Product {
-	if strings.HasPrefix(product, "esketamine") || product == "spravato" {
-		return Esketamine
+// routeKeyError is the 400 of a route key not in the mappings' table.
+func routeKeyError(m *mappings.Mapper, key string) error {
+	return fault.New(fault.Invalid, "route", "route %q is not one of %s", key, strings.Join(m.RouteKeys(), ", ")).WithCode("value")
+}
+
+// checkKeys refuses (400) a product or route key not in the mappings'
+// tables before the rules run, so a typo is not reported as a missing
+// prescription.
+func checkKeys(m *mappings.Mapper, product, routeKey string) error {
+	if _, ok := m.ProductFamily(product); !ok {
+		return fault.New(fault.Invalid, "product", "product %q is not a product of the KAP tables", product).WithCode("value")
 	}
-	return Ketamine
+	if _, ok := route(m, routeKey); !ok {
+		return routeKeyError(m, routeKey)
+	}
+	return nil
+}
+
+// family is the product family of a product key of the mappings' table
+// ("" for an unknown key, which matches no prescription).
+func family(m *mappings.Mapper, product string) Product {
+	f, _ := m.ProductFamily(product)
+	return Product(f)
 }
 
 // productCode is the product a prescription or dose names: "" for the
 // family's generic entry, which matches any product of the family.
-func productCode(product string) string {
-	if product == string(family(product)) {
+func productCode(m *mappings.Mapper, product string) string {
+	if product == string(family(m, product)) {
 		return ""
 	}
 	return product
@@ -177,13 +202,14 @@ func (r *records) factSessions() []Session {
 func (r *records) factPrescriptions() []Prescription {
 	out := make([]Prescription, 0, len(r.prescriptions))
 	for _, p := range r.prescriptions {
-		out = append(out, prescriptionFact(p))
+		out = append(out, prescriptionFact(r.m, p))
 	}
 	return out
 }
 
-func prescriptionFact(p mappings.Prescription) Prescription {
-	f := Prescription{ID: p.ID, Product: family(p.Product), Code: productCode(p.Product), Route: routes[p.Route], Status: p.Status}
+func prescriptionFact(m *mappings.Mapper, p mappings.Prescription) Prescription {
+	rt, _ := route(m, p.Route)
+	f := Prescription{ID: p.ID, Product: family(m, p.Product), Code: productCode(m, p.Product), Route: rt, Status: p.Status}
 	if p.MaxPerAdministrationMg != "" {
 		if d, err := ParseDecimal(string(p.MaxPerAdministrationMg)); err == nil {
 			f.MaxMg = &d
@@ -221,8 +247,9 @@ func (r *records) weights() (ws []BodyWeight, ids []string) {
 	return ws, ids
 }
 
-func administrationFact(a mappings.Administration) Administration {
-	f := Administration{Product: family(a.Product), Route: routes[a.Route], Status: a.Status, Time: parseTime(a.Time)}
+func administrationFact(m *mappings.Mapper, a mappings.Administration) Administration {
+	rt, _ := route(m, a.Route)
+	f := Administration{Product: family(m, a.Product), Route: rt, Status: a.Status, Time: parseTime(a.Time)}
 	if a.Start != "" {
 		f.Time, f.End = parseTime(a.Start), parseTime(a.End)
 	}
@@ -245,7 +272,7 @@ func (r *records) times(session, kind string) []time.Time {
 func (r *records) summaryFacts(at time.Time) SummaryFacts {
 	f := SummaryFacts{At: at, Sessions: r.factSessions(), RecommendedDosingSessions: r.program.val.PlannedDosingSessions}
 	for _, a := range r.administrations {
-		f.Administrations = append(f.Administrations, administrationFact(a))
+		f.Administrations = append(f.Administrations, administrationFact(r.m, a))
 	}
 	for _, m := range r.measurements {
 		if m.Kind == "phq9" && m.Total != nil {

@@ -99,13 +99,15 @@ func (s *Service) write(ctx context.Context, rs []mappings.Resource, versions ma
 // coded in the kap CodeSystem with the clinician's reason and the rule's
 // message as text.
 func (s *Service) provenance(rs []mappings.Resource, os []Override, l mappings.Labels) (mappings.Resource, error) {
-	type coding struct {
-		System string `json:"system"`
-		Code   string `json:"code"`
-	}
 	type concept struct {
-		Coding []coding `json:"coding"`
-		Text   string   `json:"text,omitempty"`
+		Coding []mappings.Coding `json:"coding"`
+		Text   string            `json:"text,omitempty"`
+	}
+	// The rule codes are concepts of the kap CodeSystem (a test keeps them
+	// so), which gives their displays.
+	kap := func(code string) []mappings.Coding {
+		c, _ := s.m.KapCoding(code)
+		return []mappings.Coding{c}
 	}
 	type ref struct {
 		Reference string `json:"reference"`
@@ -131,11 +133,11 @@ func (s *Service) provenance(rs []mappings.Resource, os []Override, l mappings.L
 		p.Target = append(p.Target, ref{r.Ref()})
 	}
 	for _, o := range os {
-		p.Reason = append(p.Reason, concept{Coding: []coding{{CodeSystem, string(o.Rule)}}, Text: o.Reason + " (overrides: " + o.Message + ")"})
+		p.Reason = append(p.Reason, concept{Coding: kap(string(o.Rule)), Text: o.Reason + " (overrides: " + o.Message + ")"})
 	}
-	p.Activity = concept{Coding: []coding{{CodeSystem, overrideActivity}}}
+	p.Activity = concept{Coding: kap(overrideActivity)}
 	p.Agent = []agent{{
-		Type: concept{Coding: []coding{{"http://terminology.hl7.org/CodeSystem/provenance-participant-type", "author"}}},
+		Type: concept{Coding: []mappings.Coding{{System: "http://terminology.hl7.org/CodeSystem/provenance-participant-type", Code: "author", Display: "Author"}}},
 		Who:  ref{os[0].Clinician},
 	}}
 	b, err := json.Marshal(p)

@@ -57,19 +57,21 @@ func (r *records) order(o DosingOrder, product string) (Order, error) {
 	if o.PrescriptionID != "" {
 		for _, p := range r.prescriptions {
 			if p.ID == o.PrescriptionID {
-				return Order{Prescription: p.ID, Product: family(p.Product), Code: productCode(p.Product), Route: routes[p.Route]}, nil
+				rt, _ := route(r.m, p.Route)
+				return Order{Prescription: p.ID, Product: family(r.m, p.Product), Code: productCode(r.m, p.Product), Route: rt}, nil
 			}
 		}
-		return Order{Prescription: o.PrescriptionID, Product: family(product), Route: routes[o.Route]}, nil
+		rt, _ := route(r.m, o.Route)
+		return Order{Prescription: o.PrescriptionID, Product: family(r.m, product), Route: rt}, nil
 	}
-	route, ok := routes[o.Route]
+	rt, ok := route(r.m, o.Route)
 	switch {
 	case o.Route == "":
 		return Order{}, fault.New(fault.Invalid, "route", "starting a dosing session needs prescriptionId or route").WithCode("required")
 	case !ok:
-		return Order{}, fault.New(fault.Invalid, "route", "route %q is not one of iv, im, sublingual, buccal, oral, intranasal", o.Route).WithCode("value")
+		return Order{}, routeKeyError(r.m, o.Route)
 	}
-	return Order{Product: family(product), Route: route}, nil
+	return Order{Product: family(r.m, product), Route: rt}, nil
 }
 
 // checkStart applies the dosing rules to a dosing session starting at at.
@@ -129,7 +131,21 @@ func (s *Service) CreateSession(ctx context.Context, in SessionInput) (mappings.
 	if err != nil {
 		return se, err
 	}
+	if se.Status == "finished" { // not dosing: refused above
+		note, err := s.sessionNote(r, se, signer("", se), "", orElseString(se.End, s.now().Format(time.RFC3339)))
+		if err != nil {
+			return se, err
+		}
+		extra = append(extra, note...)
+	}
 	return se, s.write(ctx, append(rs, extra...), nil, overrides, r.labels)
+}
+
+func orElseString(v, otherwise string) string {
+	if v != "" {
+		return v
+	}
+	return otherwise
 }
 
 // Session reads a session.
@@ -184,17 +200,20 @@ func (s *Service) SetSessionStatus(ctx context.Context, id string, in SessionSta
 	}
 	var overrides []Override
 	var l mappings.Labels
-	if dosing && started(in.Status) && !started(se.Status) {
-		r, err := s.programRecords(ctx, se.ProgramID)
-		if err != nil {
-			return se, err
-		}
-		if overrides, err = s.checkStart(r, se, in.DosingOrder, false, in.Override, at); err != nil {
+	var r *records                             // read when the rules or the note need the program's records
+	note := in.Status == "finished" && !dosing // a dosing session's note comes with its discharge
+	if (dosing && started(in.Status) && !started(se.Status)) || note {
+		if r, err = s.programRecords(ctx, se.ProgramID); err != nil {
 			return se, err
 		}
 		l = r.labels
 	} else if _, l, err = s.sessionLabels(ctx, id); err != nil {
 		return se, err
+	}
+	if dosing && started(in.Status) && !started(se.Status) {
+		if overrides, err = s.checkStart(r, se, in.DosingOrder, false, in.Override, at); err != nil {
+			return se, err
+		}
 	}
 	when := at.Format(time.RFC3339)
 	switch {
@@ -209,6 +228,13 @@ func (s *Service) SetSessionStatus(ctx context.Context, id string, in SessionSta
 	rs, err := s.m.SessionToFHIR(se, l)
 	if err != nil {
 		return se, err
+	}
+	if note {
+		doc, err := s.sessionNote(r, se, signer("", se), "", when)
+		if err != nil {
+			return se, err
+		}
+		rs = append(rs, doc...)
 	}
 	return se, s.write(ctx, rs, map[string]int64{"Encounter/" + id: it.rec.VersionID}, overrides, l)
 }
@@ -277,11 +303,14 @@ func (s *Service) CreatePrescription(ctx context.Context, in PrescriptionInput) 
 	if err != nil {
 		return p, err
 	}
+	if err := checkKeys(s.m, p.Product, p.Route); err != nil {
+		return p, err
+	}
 	value, err := ParseDecimal(string(p.Dose.Value))
 	if err != nil {
 		return p, fault.New(fault.Invalid, "dose.value", "dose.value must be a decimal number").WithCode("value")
 	}
-	self := prescriptionFact(p)
+	self := prescriptionFact(s.m, p)
 	self.Status = statusActive // checked as the prescription it will be
 	weights, ids := r.weights()
 	calc, vs, err := CheckAdministration(AdministrationFacts{
@@ -295,6 +324,9 @@ func (s *Service) CreatePrescription(ctx context.Context, in PrescriptionInput) 
 	if err != nil {
 		return p, err
 	}
+	// The calculation is the service's: without a weight (an overridden
+	// dose.weight-required) the order stays in mg/kg alone.
+	p.CalculatedMg, p.WeightObservationID = "", ""
 	if calc != nil && calc.Weight != nil {
 		p.CalculatedMg = jsonNumber(calc.Mg)
 		for i := range weights {
@@ -362,13 +394,13 @@ func (s *Service) CreateAdministration(ctx context.Context, in AdministrationInp
 	if err != nil {
 		return a, fault.New(fault.Invalid, "doseMg", "doseMg must be a decimal number").WithCode("value")
 	}
-	route, ok := routes[a.Route]
-	if !ok {
-		return a, fault.New(fault.Invalid, "route", "route %q is not one of iv, im, sublingual, buccal, oral, intranasal", a.Route).WithCode("value")
+	if err := checkKeys(s.m, a.Product, a.Route); err != nil {
+		return a, err
 	}
+	rt, _ := route(s.m, a.Route)
 	weights, _ := r.weights()
 	_, vs, err := CheckAdministration(AdministrationFacts{
-		Time: at, Order: Order{Prescription: a.PrescriptionID, Product: family(a.Product), Code: productCode(a.Product), Route: route},
+		Time: at, Order: Order{Prescription: a.PrescriptionID, Product: family(s.m, a.Product), Code: productCode(s.m, a.Product), Route: rt},
 		Dose: Dose{Value: dose, Unit: Mg}, Prescriptions: r.factPrescriptions(), Weights: weights,
 	})
 	if err != nil {
@@ -410,6 +442,8 @@ func (s *Service) Discharge(ctx context.Context, sessionID string, in DischargeI
 		return se, fault.New(fault.Unprocessable, "", "only a dosing session is discharged").WithCode("business-rule")
 	case se.Discharge != nil:
 		return se, fault.New(fault.Conflict, "", "the session is already discharged")
+	case in.REMS != nil && !esketamine(se):
+		return se, fault.New(fault.Invalid, "rems", "REMS answers are for an esketamine dosing session").WithCode("business-rule")
 	}
 	at, err := timeField("time", in.Time, s.now())
 	if err != nil {
@@ -425,7 +459,7 @@ func (s *Service) Discharge(ctx context.Context, sessionID string, in DischargeI
 	}
 	for _, a := range r.administrations {
 		if a.SessionID == sessionID {
-			f.Administrations = append(f.Administrations, administrationFact(a))
+			f.Administrations = append(f.Administrations, administrationFact(s.m, a))
 		}
 	}
 	overrides, err := Resolve(CheckDischarge(s.rules, f), in.Override.request(), at)
@@ -439,7 +473,19 @@ func (s *Service) Discharge(ctx context.Context, sessionID string, in DischargeI
 	if err != nil {
 		return se, err
 	}
-	if err := s.write(ctx, rs, map[string]int64{"Encounter/" + sessionID: it.rec.VersionID}, overrides, r.labels); err != nil {
+	author := signer(in.PerformerID, se)
+	docs, err := s.sessionNote(r, se, author, in.Note, when)
+	if err != nil {
+		return se, err
+	}
+	if esketamine(se) {
+		remsRes, err := s.rems(ctx, r, rs, in.REMS, author, when)
+		if err != nil {
+			return se, err
+		}
+		docs = append(docs, remsRes...)
+	}
+	if err := s.write(ctx, append(append([]mappings.Resource(nil), rs...), docs...), map[string]int64{"Encounter/" + sessionID: it.rec.VersionID}, overrides, r.labels); err != nil {
 		return se, err
 	}
 	out, _ := s.m.SessionFromFHIR(rs) // with the computed end of the instruction
