@@ -77,6 +77,14 @@ func bench(ctx context.Context, o params) (*report, error) {
 			return rep, fmt.Errorf("stopped during %s: %w", sc.name, err)
 		}
 	}
+	if o.syncEHR != "" {
+		if rep.Sync, err = measureSync(ctx, h, adminBase(base), o.syncEHR); err != nil {
+			return rep, err
+		}
+		if create := findResult(rep.Results, "create", "http"); create != nil && create.OpsPerSec > 0 {
+			rep.Sync.OverCreate = rep.Sync.PerSec / create.OpsPerSec
+		}
+	}
 	rep.CollectionDocs, err = raw.countDocs(ctx, "resources", "history", benchResources, benchHistory)
 	if err != nil {
 		return rep, err
@@ -106,6 +114,14 @@ func startService(ctx context.Context, o params) (*service, error) {
 		"KAPFHIR_MONGODB_DATABASE": o.database,
 		"KAPFHIR_LOG_LEVEL":        "error",
 		"KAPFHIR_STORE_TIMEOUT":    o.opTimeout.String(),
+	}
+	if o.syncEHR != "" {
+		f, err := writeSyncConfig(dir, o.syncEHR)
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, err
+		}
+		env["KAPFHIR_EHR_CONFIG"] = f
 	}
 	cfg, err := config.Load(env)
 	if err != nil {

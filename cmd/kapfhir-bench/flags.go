@@ -27,6 +27,7 @@ type params struct {
 	opTimeout   time.Duration // limit on one operation
 	scenarios   []string
 	json        bool
+	syncEHR     string // FHIR base of an EHR the service syncs Observations to; "": no sync
 }
 
 // selfHosted reports whether the tool starts the service itself.
@@ -48,6 +49,7 @@ func parseFlags(args []string, stderr io.Writer) (params, error) {
 	fs.DurationVar(&o.opTimeout, "op-timeout", 30*time.Second, "limit on one operation")
 	fs.StringVar(&list, "scenarios", strings.Join(scenarioNames(), ","), "comma-separated scenarios to run, in order")
 	fs.BoolVar(&o.json, "json", false, "write the report as JSON")
+	fs.StringVar(&o.syncEHR, "sync-ehr", "", "FHIR base of an EHR (e.g. the stand-in of internal/ehr/ehrtest) the self-hosted service pushes its Observations to; the run then measures sync throughput and lag")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -106,6 +108,9 @@ func (o params) validate() error {
 	}
 	if o.mongoURI != "" && !strings.HasPrefix(o.mongoURI, "mongodb://") && !strings.HasPrefix(o.mongoURI, "mongodb+srv://") {
 		return fmt.Errorf("-mongodb-uri %q is not a mongodb:// URI", o.mongoURI)
+	}
+	if o.syncEHR != "" && !o.selfHosted() {
+		return fmt.Errorf("-sync-ehr needs the self-hosted service (no -base): the tool configures its EHR endpoint")
 	}
 	if len(o.scenarios) == 0 {
 		return fmt.Errorf("-scenarios names none")

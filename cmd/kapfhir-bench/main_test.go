@@ -103,6 +103,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "read without create", args: []string{"-scenarios", "read"}, wantErr: `needs "create"`},
 		{name: "update before create", args: []string{"-scenarios", "update,create"}, wantErr: `needs "create"`},
 		{name: "no scenarios", args: []string{"-scenarios", " , "}, wantErr: "names none"},
+		{name: "sync with -base", args: []string{"-base", "http://127.0.0.1:8080/fhir", "-mongodb-uri", "mongodb://x", "-sync-ehr", "http://127.0.0.1:9/fhir"}, wantErr: "-sync-ehr needs the self-hosted service"},
 		{name: "unknown flag", args: []string{"-x"}, wantErr: "not defined"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},
 	}

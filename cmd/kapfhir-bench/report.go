@@ -20,6 +20,8 @@ type report struct {
 	// CollectionDocs counts the documents of the service's and the driver
 	// side's collections at the end of the run, before the latter are dropped.
 	CollectionDocs map[string]int64 `json:"collection_docs,omitempty"`
+	// Sync is the EHR sync measured with -sync-ehr.
+	Sync *syncResult `json:"sync,omitempty"`
 }
 
 type machine struct {
@@ -153,6 +155,10 @@ func writeTable(w io.Writer, r *report) {
 		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t\n", q.Scenario, q.Throughput, q.P50)
 	}
 	_ = tw.Flush()
+	if y := r.Sync; y != nil {
+		fmt.Fprintf(w, "\nEHR sync to %s: %d Observations delivered, %.1f/s (%.2f of the HTTP create rate), lag p50 %.2f s, p95 %.2f s\n",
+			y.EHR, y.Delivered, y.PerSec, y.OverCreate, y.LagP50, y.LagP95)
+	}
 	if len(r.CollectionDocs) > 0 {
 		names := make([]string, 0, len(r.CollectionDocs))
 		for k := range r.CollectionDocs {
@@ -175,4 +181,14 @@ func writeTable(w io.Writer, r *report) {
 			fmt.Fprintf(w, "first error of %s/%s: %s\n", x.Scenario, x.Side, x.FirstError)
 		}
 	}
+}
+
+// findResult returns the result of scenario on side, if it ran.
+func findResult(rs []result, scenario, side string) *result {
+	for i := range rs {
+		if rs[i].Scenario == scenario && rs[i].Side == side {
+			return &rs[i]
+		}
+	}
+	return nil
 }

@@ -171,8 +171,9 @@ func (s *StandIn) URL() string { return s.origin + BasePath }
 // upstream).
 func (s *StandIn) Origin() string { return s.origin }
 
-// All reads everything the stand-in stores: for each "Type/id", its
-// versions oldest first. It bypasses any proxy and needs no token.
+// All reads everything the stand-in stored: for each "Type/id" written,
+// its versions oldest first, a delete as JSON null. It bypasses any proxy
+// and needs no token.
 func (s *StandIn) All(ctx context.Context) (map[string][]json.RawMessage, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.origin+"/_all", nil)
 	if err != nil {

@@ -199,6 +199,11 @@ func TestStandIn(t *testing.T) {
 	if diff := cmp.Diff(wantStored, stored); diff != "" {
 		t.Errorf("/_all (-want +got):\n%s", diff)
 	}
+	// A second read gives the same order (medplum's history read reverses
+	// its store in place; /_all must not depend on it).
+	if again, err := s.All(context.Background()); err != nil || !cmp.Equal(all, again) {
+		t.Errorf("/_all read again: %v; differs: %v", err, !cmp.Equal(all, again))
+	}
 
 	// Epic lists no conditional create: If-None-Exist is ignored, a match
 	// or not (the sync engine must search first itself).

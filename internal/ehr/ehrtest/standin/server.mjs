@@ -26,8 +26,11 @@
 // Searches page with _count and _offset (next links). Resources come back
 // as medplum's JSON.parse/stringify leaves them (4.50 becomes 4.5).
 //
-// GET /_all (test only, no token) returns every stored resource with its
-// versions, oldest first: {"Type/id": [version, ...]}.
+// GET /_all (test only, no token) returns every resource written with its
+// versions, oldest first, and null for a delete: {"Type/id": [version, ...]}.
+// The server keeps that log itself: medplum's readHistory reverses the
+// stored history in place (so its order flips at every read) and fails
+// once the resource is deleted.
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -64,8 +67,15 @@ indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
 indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
 const router = new FhirRouter();
 const repo = new MemoryRepository();
-// Every Type/id ever written, in the order first written (for /_all).
-const written = new Set();
+// Every Type/id ever written, in the order first written, with each
+// version written (null: deleted), oldest first (for /_all).
+const written = new Map();
+
+function record(key, version) {
+  const versions = written.get(key) ?? [];
+  versions.push(version === null ? null : JSON.parse(JSON.stringify(version)));
+  written.set(key, versions);
+}
 
 // allowedInteractions maps each type of the statement's server entries to
 // its interaction codes and conditional write flags, and '' to the system
@@ -147,15 +157,8 @@ function addLinks(bundle, url, params) {
   bundle.link = link;
 }
 
-async function allResources() {
-  const out = {};
-  for (const key of written) {
-    const [type, id] = key.split('/');
-    const history = await repo.readHistory(type, id);
-    // readHistory lists the newest version first.
-    out[key] = (history.entry ?? []).map((e) => e.resource).reverse();
-  }
-  return out;
+function allResources() {
+  return Object.fromEntries(written);
 }
 
 // handleFHIR answers one request under BASE; path is what follows BASE/.
@@ -221,6 +224,9 @@ async function handleFHIR(req, res, path, search) {
     repo
   );
   const status = getStatus(oo);
+  if (interaction === 'delete' && status < 300) {
+    record(`${type}/${route.params.id}`, null);
+  }
   if (!resource) {
     return send(res, status, oo);
   }
@@ -232,7 +238,7 @@ async function handleFHIR(req, res, path, search) {
     out.ETag = `W/"${resource.meta.versionId}"`;
     out['Last-Modified'] = new Date(resource.meta.lastUpdated).toUTCString();
     if ((interaction === 'create' || interaction === 'update') && status < 300) {
-      written.add(`${resource.resourceType}/${resource.id}`);
+      record(`${resource.resourceType}/${resource.id}`, resource);
     }
     if (status === 201) {
       // The base the client used: through a proxy, the proxy's.
@@ -245,7 +251,7 @@ async function handleFHIR(req, res, path, search) {
 async function handle(req, res) {
   const url = new URL(req.url, 'http://stand-in');
   if (req.method === 'GET' && url.pathname === '/_all') {
-    return send(res, 200, await allResources(), { 'Content-Type': 'application/json' });
+    return send(res, 200, allResources(), { 'Content-Type': 'application/json' });
   }
   if (!url.pathname.startsWith(BASE + '/')) {
     return send(res, 404, outcome('not-found', `the FHIR base is ${BASE}`));
