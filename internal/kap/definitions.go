@@ -19,6 +19,12 @@ const (
 	summaryOperationID = "kap-summary"
 )
 
+// Definitions lists the Type/id of the resources PublishDefinitions keeps:
+// what a fresh store holds once the service has started.
+func Definitions() []string {
+	return []string{"CodeSystem/" + codeSystemID, "OperationDefinition/" + summaryOperationID}
+}
+
 // PublishDefinitions stores the conformance resources of the KAP API —
 // CodeSystem/kap and OperationDefinition/kap-summary — when absent or
 // different from what this version serves. Content is compared without
