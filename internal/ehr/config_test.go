@@ -53,7 +53,7 @@ func TestParseExample(t *testing.T) {
 		BaseURL: "https://fhir.st-mary.example/api/FHIR/R4",
 		Auth: Auth{Type: AuthSMARTBackend, TokenURL: "https://fhir.st-mary.example/oauth2/token", ClientID: "kapfhir-clinic", Key: key,
 			PrivateKeyRef: "file:/etc/kapfhir/st-mary-es384.pem",
-			Scopes: []string{"system/Observation.cu", "system/DocumentReference.cu", "system/Condition.c", "system/Patient.rs"}},
+			Scopes:        []string{"system/Observation.cu", "system/DocumentReference.cu", "system/Condition.c", "system/Patient.rs"}},
 		Overrides: map[string]Override{"Observation": {Update: &yes}, "Encounter": {Create: &no}},
 		Send:      SendPolicy{Types: []string{"Observation", "DocumentReference", "Condition"}, KAPOnly: true, Part2: Part2Consent, Recipient: "Organization/st-mary"},
 		Pull:      PullPolicy{Types: []string{"Patient", "Condition", "MedicationRequest", "AllergyIntolerance"}, Every: 5 * time.Minute},
