@@ -195,6 +195,7 @@ func TestSyncEndpointsAPI(t *testing.T) {
 	}{
 		{"inline secret", "/admin/sync/endpoints/lab2", `{"baseUrl":"` + fake.srv.URL + `/fhir","auth":{"type":"bearer","token":"s3cret-inline"}}`, 400, "auth.token"},
 		{"bad type", "/admin/sync/endpoints/lab2", `{"baseUrl":"` + fake.srv.URL + `/fhir","auth":{"type":"none"},"send":{"types":["Nope"]}}`, 400, "send.types[0]"},
+		{"pull", "/admin/sync/endpoints/lab2", `{"baseUrl":"` + fake.srv.URL + `/fhir","auth":{"type":"none"},"pull":{"types":["Patient"]}}`, 400, "pull.types"},
 		{"file endpoint", "/admin/sync/endpoints/from-file", def, 409, "name"},
 		{"bad name", "/admin/sync/endpoints/Bad%20Name", def, 400, "name"},
 	} {

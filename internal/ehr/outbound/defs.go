@@ -32,6 +32,10 @@ func (e *Engine) PutEndpoint(ctx context.Context, name string, body []byte) (End
 	if err != nil {
 		return EndpointInfo{}, false, definitionError(err)
 	}
+	if len(ep.Pull.Types) > 0 {
+		// The inbound puller reads the file only (its workers are fixed).
+		return EndpointInfo{}, false, fault.New(fault.Invalid, "pull.types", "pull is configured in the file (KAPFHIR_EHR_CONFIG) only").WithCode("not-supported")
+	}
 	var doc bson.Raw
 	if err := bson.UnmarshalExtJSON(def, false, &doc); err != nil {
 		return EndpointInfo{}, false, fault.Wrap(err, "store the endpoint definition")
