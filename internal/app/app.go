@@ -48,7 +48,7 @@ type App struct {
 	server   *http.Server
 	reindex  *reindex.Jobs
 	exports  *bulkexport.Runner
-	sync     *outbound.Engine       // nil: no EHR endpoints configured
+	sync     *outbound.Engine
 	pull     *inbound.Puller        // nil: no endpoint has pull types
 	notifier *subscription.Notifier // nil: KAPFHIR_SUBSCRIPTIONS off
 	mongoURI string
@@ -107,11 +107,11 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 	a.store = st
 	a.reindex = reindex.New(st, reg, m, o.Logger, reindex.Options{})
 	a.exports = bulkexport.New(st, o.Logger, bulkexport.Options{Retention: cfg.ExportRetention})
-	if len(ehrCfg.Endpoints) > 0 {
-		if a.sync, err = newSync(st, reg, ehrCfg, m, o.Logger, cfg.SyncInstall); err != nil {
-			a.closeStore()
-			return nil, err
-		}
+	// The engine runs even without file endpoints: endpoints may be
+	// defined through the admin API at any time.
+	if a.sync, err = newSync(st, reg, ehrCfg, m, o.Logger, cfg.SyncInstall); err != nil {
+		a.closeStore()
+		return nil, err
 	}
 	// The custom search parameters are served from the first request on.
 	if err := a.reindex.Refresh(ctx); err != nil {
@@ -199,9 +199,7 @@ func (a *App) Serve(ctx context.Context) error {
 	var runners sync.WaitGroup
 	runners.Go(func() { a.reindex.Run(jctx) })
 	runners.Go(func() { a.exports.Run(jctx) })
-	if a.sync != nil {
-		runners.Go(func() { a.sync.Run(jctx) })
-	}
+	runners.Go(func() { a.sync.Run(jctx) })
 	if a.pull != nil {
 		runners.Go(func() { a.pull.Run(jctx) })
 	}
@@ -254,7 +252,7 @@ func newSync(st *store.Store, reg *fhir.Registry, cfg ehr.Config, m *metrics.Met
 	if err != nil {
 		return nil, fmt.Errorf("EHR sync: %w", err)
 	}
-	log.Info("EHR sync configured", "endpoints", len(cfg.Endpoints))
+	log.Info("EHR sync configured", "file_endpoints", len(cfg.Endpoints))
 	return e, nil
 }
 

@@ -43,7 +43,18 @@ type Endpoint struct {
 	Send      SendPolicy
 	// Pull is what inbound pull reads from the endpoint; no types: nothing.
 	Pull PullPolicy
+	// Source is where the endpoint is defined: the file or the admin API.
+	Source Source
 }
+
+// Source is where an endpoint is defined.
+type Source string
+
+// The sources. File endpoints cannot be changed through the admin API.
+const (
+	SourceFile Source = "file"
+	SourceAPI  Source = "api"
+)
 
 // PullPolicy is what is pulled from an endpoint (package ehr/inbound).
 type PullPolicy struct {
@@ -76,6 +87,10 @@ type Auth struct {
 	Type AuthType
 	// Token is the static token of AuthBearer.
 	Token Secret
+	// TokenRef and PrivateKeyRef are the references (env:NAME,
+	// file:/path) the secrets were read from: the admin API shows them,
+	// never the values.
+	TokenRef, PrivateKeyRef string
 	// The SMART Backend Services client of AuthSMARTBackend; Key carries
 	// the key id and algorithm.
 	TokenURL string
@@ -131,36 +146,38 @@ type file struct {
 	Endpoints []fileEndpoint `json:"endpoints"`
 }
 
+// The omitempty tags keep the stored form of an API definition (its
+// canonical JSON, EndpointDefinition) as short as a hand-written entry.
 type fileEndpoint struct {
 	Name         string              `json:"name"`
 	BaseURL      string              `json:"baseUrl"`
 	Auth         fileAuth            `json:"auth"`
-	Capabilities map[string]Override `json:"capabilities"`
-	Send         fileSend            `json:"send"`
-	Pull         filePull            `json:"pull"`
+	Capabilities map[string]Override `json:"capabilities,omitempty"`
+	Send         fileSend            `json:"send,omitzero"`
+	Pull         filePull            `json:"pull,omitzero"`
 }
 
 type filePull struct {
-	Types []string `json:"types"`
-	Every string   `json:"every"`
+	Types []string `json:"types,omitempty"`
+	Every string   `json:"every,omitempty"`
 }
 
 type fileAuth struct {
 	Type       string   `json:"type"`
-	Token      string   `json:"token"`
-	TokenURL   string   `json:"tokenUrl"`
-	ClientID   string   `json:"clientId"`
-	KeyID      string   `json:"keyId"`
-	Algorithm  string   `json:"algorithm"`
-	PrivateKey string   `json:"privateKey"`
-	Scopes     []string `json:"scopes"`
+	Token      string   `json:"token,omitempty"`
+	TokenURL   string   `json:"tokenUrl,omitempty"`
+	ClientID   string   `json:"clientId,omitempty"`
+	KeyID      string   `json:"keyId,omitempty"`
+	Algorithm  string   `json:"algorithm,omitempty"`
+	PrivateKey string   `json:"privateKey,omitempty"`
+	Scopes     []string `json:"scopes,omitempty"`
 }
 
 type fileSend struct {
-	Types     []string `json:"types"`
-	KAPOnly   bool     `json:"kapOnly"`
-	Part2     string   `json:"part2"`
-	Recipient string   `json:"recipient"`
+	Types     []string `json:"types,omitempty"`
+	KAPOnly   bool     `json:"kapOnly,omitempty"`
+	Part2     string   `json:"part2,omitempty"`
+	Recipient string   `json:"recipient,omitempty"`
 }
 
 // DefaultSources resolves secret references from the process environment
@@ -219,13 +236,8 @@ func Parse(data []byte, format Format, src Sources) (Config, error) {
 		}
 	}
 	var f file
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
+	if err := decodeStrict(data, &f); err != nil {
 		return Config{}, err
-	}
-	if dec.More() {
-		return Config{}, errors.New("more than one JSON value")
 	}
 	var errs fieldErrors
 	c := Config{Endpoints: make([]Endpoint, 0, len(f.Endpoints))}
@@ -233,6 +245,7 @@ func Parse(data []byte, format Format, src Sources) (Config, error) {
 	for i, fe := range f.Endpoints {
 		p := fmt.Sprintf("endpoints[%d]", i)
 		e := fe.resolve(p, src, &errs)
+		e.Source = SourceFile
 		if e.Name != "" && seen[e.Name] {
 			errs.add(p+".name", "%q is used by an earlier endpoint", e.Name)
 		}
@@ -243,6 +256,51 @@ func Parse(data []byte, format Format, src Sources) (Config, error) {
 		return Config{}, errs
 	}
 	return c, nil
+}
+
+// decodeStrict decodes one JSON value; unknown fields are errors (a
+// misspelt field would otherwise be ignored).
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("more than one JSON value")
+	}
+	return nil
+}
+
+// ParseEndpoint reads one endpoint defined through the admin API: a JSON
+// object of the form of a configuration file's entry, checked and resolved
+// as Parse does (secrets only as references). Its name is name; a "name"
+// in data must agree. The result is the endpoint and its definition in
+// canonical JSON (references, never a value) to store. The FieldErrors'
+// paths are relative to the entry, such as auth.token.
+func ParseEndpoint(name string, data []byte, src Sources) (Endpoint, []byte, error) {
+	var fe fileEndpoint
+	if err := decodeStrict(data, &fe); err != nil {
+		return Endpoint{}, nil, err
+	}
+	var errs fieldErrors
+	if fe.Name != "" && fe.Name != name {
+		errs.add(".name", "must be the name in the path, %q, or absent", name)
+	}
+	fe.Name = name
+	e := fe.resolve("", src, &errs)
+	e.Source = SourceAPI
+	if len(errs) > 0 {
+		for i := range errs {
+			errs[i].Path = strings.TrimPrefix(errs[i].Path, ".")
+		}
+		return Endpoint{}, nil, errs
+	}
+	def, err := json.Marshal(fe)
+	if err != nil {
+		return Endpoint{}, nil, err
+	}
+	return e, def, nil
 }
 
 func (fe fileEndpoint) resolve(p string, src Sources, errs *fieldErrors) Endpoint {
@@ -275,7 +333,9 @@ func (fa fileAuth) resolve(p string, src Sources, errs *fieldErrors) Auth {
 	case AuthNone:
 		unused("token", fa.Token)
 	case AuthBearer:
-		a.Token = secret(p+".token", fa.Token, src, errs)
+		if a.Token = secret(p+".token", fa.Token, src, errs); !a.Token.IsZero() {
+			a.TokenRef = fa.Token
+		}
 	case AuthSMARTBackend:
 		unused("token", fa.Token)
 		a.TokenURL = checkURL(p+".tokenUrl", fa.TokenURL, errs)
@@ -291,6 +351,9 @@ func (fa fileAuth) resolve(p string, src Sources, errs *fieldErrors) Auth {
 			errs.add(p+".keyId", "is required")
 		}
 		pem := secret(p+".privateKey", fa.PrivateKey, src, errs)
+		if !pem.IsZero() {
+			a.PrivateKeyRef = fa.PrivateKey
+		}
 		if !pem.IsZero() && fa.KeyID != "" && (alg == smart.RS384 || alg == smart.ES384) {
 			k, err := smart.ParseKey([]byte(pem.Reveal()), alg, fa.KeyID)
 			if err != nil {
@@ -412,11 +475,27 @@ func loopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// fieldErrors are the problems of a configuration, each with its path.
-type fieldErrors []string
-
-func (e *fieldErrors) add(path, format string, args ...any) {
-	*e = append(*e, path+": "+fmt.Sprintf(format, args...))
+// FieldError is one problem of a configuration, at its field path such as
+// endpoints[1].auth.keyId (auth.keyId in an API definition).
+type FieldError struct {
+	Path    string
+	Message string
 }
 
-func (e fieldErrors) Error() string { return strings.Join(e, "; ") }
+// FieldErrors are the problems of a configuration; the admin API reports
+// each as an OperationOutcome issue with its path as the expression.
+type FieldErrors []FieldError
+
+type fieldErrors = FieldErrors
+
+func (e *FieldErrors) add(path, format string, args ...any) {
+	*e = append(*e, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (e FieldErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, f := range e {
+		parts[i] = f.Path + ": " + f.Message
+	}
+	return strings.Join(parts, "; ")
+}

@@ -3,6 +3,7 @@ package ehr
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -51,15 +52,18 @@ func TestParseExample(t *testing.T) {
 		Name:    "st-mary-epic",
 		BaseURL: "https://fhir.st-mary.example/api/FHIR/R4",
 		Auth: Auth{Type: AuthSMARTBackend, TokenURL: "https://fhir.st-mary.example/oauth2/token", ClientID: "kapfhir-clinic", Key: key,
-			Scopes: []string{"system/Observation.cu", "system/DocumentReference.cu", "system/Condition.c", "system/Patient.rs"}},
+			PrivateKeyRef: "file:/etc/kapfhir/st-mary-es384.pem",
+			Scopes:        []string{"system/Observation.cu", "system/DocumentReference.cu", "system/Condition.c", "system/Patient.rs"}},
 		Overrides: map[string]Override{"Observation": {Update: &yes}, "Encounter": {Create: &no}},
 		Send:      SendPolicy{Types: []string{"Observation", "DocumentReference", "Condition"}, KAPOnly: true, Part2: Part2Consent, Recipient: "Organization/st-mary"},
 		Pull:      PullPolicy{Types: []string{"Patient", "Condition", "MedicationRequest", "AllergyIntolerance"}, Every: 5 * time.Minute},
+		Source:    SourceFile,
 	}, {
 		Name:    "county-oracle",
 		BaseURL: "https://fhir.county.example/r4/tenant-1",
-		Auth:    Auth{Type: AuthBearer, Token: secretOf("county-token")},
+		Auth:    Auth{Type: AuthBearer, Token: secretOf("county-token"), TokenRef: "env:KAPFHIR_COUNTY_TOKEN"},
 		Send:    SendPolicy{Types: []string{"Observation"}, Part2: Part2Never},
+		Source:  SourceFile,
 	}}}
 	for _, tc := range []struct {
 		file   string
@@ -232,5 +236,51 @@ func TestSecretRedacted(t *testing.T) {
 	}
 	if s.Reveal() != "s3cr3t-value" {
 		t.Errorf("Reveal = %q", s.Reveal())
+	}
+}
+
+// TestParseEndpoint covers an endpoint defined through the admin API: the
+// canonical definition keeps references only, and errors name the field
+// path relative to the entry without repeating an inline secret.
+func TestParseEndpoint(t *testing.T) {
+	src := fakeSources(map[string]string{"TOKEN": "tok-value"}, nil)
+	e, def, err := ParseEndpoint("lab", []byte(`{"baseUrl":"http://127.0.0.1:9/fhir/","auth":{"type":"bearer","token":"env:TOKEN"},
+		"send":{"types":["Observation"]}}`), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Name != "lab" || e.Source != SourceAPI || e.Auth.Token.Reveal() != "tok-value" || e.Auth.TokenRef != "env:TOKEN" {
+		t.Errorf("endpoint = %+v", e)
+	}
+	wantDef := `{"name":"lab","baseUrl":"http://127.0.0.1:9/fhir/","auth":{"type":"bearer","token":"env:TOKEN"},"send":{"types":["Observation"]}}`
+	if string(def) != wantDef {
+		t.Errorf("definition = %s, want %s", def, wantDef)
+	}
+	for _, tc := range []struct {
+		body      string
+		wantPaths []string
+	}{
+		{`{"baseUrl":"http://127.0.0.1:9","auth":{"type":"bearer","token":"inline-s3cret"}}`, []string{"auth.token"}},
+		{`{"name":"other","baseUrl":"ftp://x","auth":{"type":"none"}}`, []string{"name", "baseUrl"}},
+		{`{"baseUrl":"http://127.0.0.1:9","auth":{"type":"none"},"send":{"types":["Nope"]}}`, []string{"send.types[0]"}},
+	} {
+		_, _, err := ParseEndpoint("lab", []byte(tc.body), src)
+		var fe FieldErrors
+		if !errors.As(err, &fe) {
+			t.Fatalf("%s: error %v, want FieldErrors", tc.body, err)
+		}
+		var paths []string
+		for _, f := range fe {
+			paths = append(paths, f.Path)
+		}
+		if diff := cmp.Diff(tc.wantPaths, paths); diff != "" {
+			t.Errorf("%s: paths (-want +got):\n%s", tc.body, diff)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: the error repeats the secret: %v", tc.body, err)
+		}
+	}
+	if _, _, err := ParseEndpoint("lab", []byte(`{"bogus":1}`), src); err == nil || !strings.Contains(err.Error(), "bogus") {
+		t.Errorf("unknown field: %v", err)
 	}
 }

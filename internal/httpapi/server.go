@@ -106,6 +106,8 @@ var routes = append([]route{
 	// The outbound EHR sync's admin API (plain JSON; see sync.go).
 	{"GET", "/admin/sync/endpoints", "admin", "", (*api).syncEndpoints},
 	{"GET", "/admin/sync/endpoints/:name", "admin", "", (*api).syncStatus},
+	{"PUT", "/admin/sync/endpoints/:name", "admin", "", (*api).syncPutEndpoint},
+	{"DELETE", "/admin/sync/endpoints/:name", "admin", "", (*api).syncDeleteEndpoint},
 	{"GET", "/admin/sync/endpoints/:name/dead-letters", "admin", "", (*api).syncDeadLetters},
 	{"GET", "/admin/sync/endpoints/:name/dead-letters/:type/:id/:version", "admin", "", (*api).syncDeadLetter},
 	{"POST", "/admin/sync/endpoints/:name/dead-letters/:type/:id/:version/replay", "admin", "", (*api).syncReplay},

@@ -66,6 +66,48 @@ func (a *api) syncStatus(c *gin.Context) error {
 	return a.writeJSON(c, st)
 }
 
+// syncPutEndpoint answers PUT /admin/sync/endpoints/{name}: the endpoint
+// defined from the body (a configuration file's entry, secrets as
+// references), 201 when new, 200 when replaced; its worker runs at once.
+func (a *api) syncPutEndpoint(c *gin.Context) error {
+	e, err := a.syncEngine(c.Param("name"))
+	if err != nil {
+		return err
+	}
+	body, err := a.body(c)
+	if err != nil {
+		return err
+	}
+	info, created, err := e.PutEndpoint(c.Request.Context(), c.Param("name"), body)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	b, err := json.Marshal(info)
+	if err != nil {
+		return fault.Wrap(err, "render endpoint")
+	}
+	c.Data(status, appJSON, pretty(c, b))
+	return nil
+}
+
+// syncDeleteEndpoint answers DELETE /admin/sync/endpoints/{name}: the
+// worker stops; the cursor, id map and dead letters stay.
+func (a *api) syncDeleteEndpoint(c *gin.Context) error {
+	e, err := a.syncEngine(c.Param("name"))
+	if err != nil {
+		return err
+	}
+	if err := e.DeleteEndpoint(c.Request.Context(), c.Param("name")); err != nil {
+		return err
+	}
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
 // deadLetterView is a dead letter as the API shows it.
 type deadLetterView struct {
 	Endpoint string          `json:"endpoint"`

@@ -13,6 +13,7 @@
 //   - jobs: background reindex jobs (see Job).
 //   - exports, export_files: bulk export jobs and their output (see ExportJob).
 //   - sync_endpoints, sync_ids, sync_dead: the outbound EHR sync (see sync.go).
+//   - sync_defs: EHR endpoints defined through the admin API (syncdefs.go).
 package store
 
 import (
@@ -105,6 +106,7 @@ type Store struct {
 	syncEndpoints *mongo.Collection
 	syncIDs       *mongo.Collection
 	syncDead      *mongo.Collection
+	syncDefs      *mongo.Collection
 	timeout       time.Duration
 
 	indexer     func(*Record) *Index
@@ -152,6 +154,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		syncEndpoints: db.Collection("sync_endpoints"),
 		syncIDs:       db.Collection("sync_ids"),
 		syncDead:      db.Collection("sync_dead"),
+		syncDefs:      db.Collection("sync_defs"),
 		timeout:       o.Timeout,
 
 		indexer:     o.Indexer,

@@ -55,9 +55,18 @@ type Options struct {
 	Jitter func() float64
 	// Client builds an endpoint's HTTP client (default ehr.NewClient).
 	Client func(ehr.Endpoint) (*http.Client, error)
+	// Reload is how often Run reads the endpoints defined through the
+	// admin API, starting and stopping their workers (10 s): another
+	// instance's changes take effect within it.
+	Reload time.Duration
+	// Sources resolve the secret references of the endpoints defined
+	// through the admin API (default ehr.DefaultSources).
+	Sources ehr.Sources
 }
 
-// Engine runs one worker per configured endpoint.
+// Engine runs one worker per endpoint: those of the configuration file,
+// fixed, and those defined through the admin API (store.EndpointDef),
+// started and stopped as their definitions change (defs.go).
 type Engine struct {
 	st      *store.Store
 	reg     *fhir.Registry
@@ -66,7 +75,12 @@ type Engine struct {
 	log     *slog.Logger
 	o       Options
 	system  string // our identifier system
-	workers []*worker
+
+	reloading sync.Mutex // serialises Reload
+	mu        sync.Mutex // guards the fields below and the workers' start and stop
+	workers   []*worker  // the file's in its order, then the API's by name
+	run       context.Context
+	running   sync.WaitGroup // the worker goroutines started in Run
 }
 
 // New returns the engine of cfg's endpoints over st. reg is used to find a
@@ -110,8 +124,15 @@ func New(st *store.Store, reg *fhir.Registry, mapper *mappings.Mapper, cfg ehr.C
 	if o.Client == nil {
 		o.Client = func(e ehr.Endpoint) (*http.Client, error) { return ehr.NewClient(e, ehr.ClientOptions{}) }
 	}
+	if o.Reload == 0 {
+		o.Reload = 10 * time.Second
+	}
+	if o.Sources.LookupEnv == nil {
+		o.Sources = ehr.DefaultSources()
+	}
 	e := &Engine{st: st, reg: reg, mapper: mapper, metrics: m, log: log, o: o, system: "urn:kapfhir:" + o.Install}
 	for _, ep := range cfg.Endpoints {
+		ep.Source = ehr.SourceFile // whatever cfg says: these are fixed
 		c, err := o.Client(ep)
 		if err != nil {
 			return nil, err
@@ -124,21 +145,37 @@ func New(st *store.Store, reg *fhir.Registry, mapper *mappings.Mapper, cfg ehr.C
 // System is the identifier system of the resources this engine sends.
 func (e *Engine) System() string { return e.system }
 
-// Run runs every endpoint's worker until ctx ends, then gives up the
+// Run runs every endpoint's worker until ctx ends, re-reading the
+// endpoints defined through the admin API every Reload, then gives up the
 // leases it holds so another instance takes over at once.
 func (e *Engine) Run(ctx context.Context) {
-	var wg sync.WaitGroup
+	e.mu.Lock()
+	e.run = ctx
 	for _, w := range e.workers {
-		wg.Go(func() { w.run(ctx) })
+		e.start(w)
 	}
-	wg.Wait()
+	e.mu.Unlock()
+	for {
+		if err := e.Reload(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("EHR sync: read the endpoint definitions", "error", err.Error())
+		}
+		// A real wait, not Options.Sleep: a test's clock or recorded
+		// waits are the workers'.
+		if sleep(ctx, e.o.Reload) != nil {
+			break
+		}
+	}
+	e.mu.Lock()
+	e.run = nil // no more starts: the workers end with ctx
+	e.mu.Unlock()
+	e.running.Wait()
 }
 
 // Step runs one round of every worker: take or renew the lease, read a
 // batch of changes after the cursor and deliver them. Tests drive the
 // engine with it; more reports that a full batch was read.
 func (e *Engine) Step(ctx context.Context) (more bool, err error) {
-	for _, w := range e.workers {
+	for _, w := range e.current() {
 		m, err := w.step(ctx)
 		if err != nil {
 			return false, err
@@ -148,8 +185,15 @@ func (e *Engine) Step(ctx context.Context) (more bool, err error) {
 	return more, nil
 }
 
+// current is a snapshot of the workers.
+func (e *Engine) current() []*worker {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.workers
+}
+
 func (e *Engine) worker(name string) *worker {
-	for _, w := range e.workers {
+	for _, w := range e.current() {
 		if w.ep.Name == name {
 			return w
 		}
@@ -176,6 +220,13 @@ type worker struct {
 	e      *Engine
 	ep     ehr.Endpoint
 	client *http.Client
+	// def is the stored definition of an API endpoint (JSON), to tell a
+	// changed one; stop and exited belong to its goroutine in Run, halted
+	// once it is stopped (all guarded by Engine.mu).
+	def    string
+	stop   context.CancelFunc
+	exited chan struct{}
+	halted bool
 
 	// stepping serialises steps (Run and a test's Step); the fields
 	// below belong to the step holding it.

@@ -4,30 +4,51 @@ import (
 	"context"
 	"time"
 
+	"github.com/kapfhir/kapfhir/internal/ehr"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
-// EndpointInfo is an endpoint as the admin API shows it: never a secret.
+// EndpointInfo is an endpoint as the admin API shows it: never a secret,
+// only the references secrets are read from.
 type EndpointInfo struct {
-	Name      string   `json:"name"`
+	Name string `json:"name"`
+	// Source is "file" (KAPFHIR_EHR_CONFIG) or "api" (PUT
+	// /admin/sync/endpoints/{name}).
+	Source    string   `json:"source"`
 	BaseURL   string   `json:"baseUrl"`
 	Auth      string   `json:"auth"`
 	Types     []string `json:"types"`
 	KAPOnly   bool     `json:"kapOnly"`
 	Part2     string   `json:"part2"`
 	Recipient string   `json:"recipient,omitempty"`
+	// Secrets are the secret references by field, such as
+	// "auth.token": "env:EPIC_TOKEN".
+	Secrets map[string]string `json:"secrets,omitempty"`
 }
 
-// Endpoints lists the configured endpoints.
+func infoOf(ep ehr.Endpoint) EndpointInfo {
+	i := EndpointInfo{
+		Name: ep.Name, Source: string(ep.Source), BaseURL: ep.BaseURL, Auth: string(ep.Auth.Type), Types: append([]string{}, ep.Send.Types...),
+		KAPOnly: ep.Send.KAPOnly, Part2: string(ep.Send.Part2), Recipient: ep.Send.Recipient,
+	}
+	for field, ref := range map[string]string{"auth.token": ep.Auth.TokenRef, "auth.privateKey": ep.Auth.PrivateKeyRef} {
+		if ref != "" {
+			if i.Secrets == nil {
+				i.Secrets = map[string]string{}
+			}
+			i.Secrets[field] = ref
+		}
+	}
+	return i
+}
+
+// Endpoints lists the endpoints this instance runs.
 func (e *Engine) Endpoints() []EndpointInfo {
-	out := make([]EndpointInfo, 0, len(e.workers))
-	for _, w := range e.workers {
-		ep := w.ep
-		out = append(out, EndpointInfo{
-			Name: ep.Name, BaseURL: ep.BaseURL, Auth: string(ep.Auth.Type), Types: append([]string{}, ep.Send.Types...),
-			KAPOnly: ep.Send.KAPOnly, Part2: string(ep.Send.Part2), Recipient: ep.Send.Recipient,
-		})
+	ws := e.current()
+	out := make([]EndpointInfo, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, infoOf(w.ep))
 	}
 	return out
 }

@@ -1,0 +1,192 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/kapfhir/kapfhir/internal/ehr"
+	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/store"
+)
+
+// Endpoints defined through the admin API live in the store
+// (store.EndpointDef), so every instance runs the same set: the instance
+// that takes a PUT or DELETE reloads at once, the others within
+// Options.Reload. A worker keeps its lease semantics, so only one instance
+// delivers to an endpoint whichever instances run a worker for it; a
+// stopped worker gives its lease up and leaves the cursor, the id map and
+// the dead letters, so defining the endpoint again resumes where it was.
+
+// PutEndpoint creates (true) or replaces the endpoint name defined through
+// the admin API from body, a configuration file's entry in JSON whose
+// secrets are references; errors are fault.Invalid with the field path as
+// the expression, fault.Conflict for an endpoint of the file.
+func (e *Engine) PutEndpoint(ctx context.Context, name string, body []byte) (EndpointInfo, bool, error) {
+	if err := e.checkAPIName(name); err != nil {
+		return EndpointInfo{}, false, err
+	}
+	ep, def, err := ehr.ParseEndpoint(name, body, e.o.Sources)
+	if err != nil {
+		return EndpointInfo{}, false, definitionError(err)
+	}
+	if len(ep.Pull.Types) > 0 {
+		// The inbound puller reads the file only (its workers are fixed).
+		return EndpointInfo{}, false, fault.New(fault.Invalid, "pull.types", "pull is configured in the file (KAPFHIR_EHR_CONFIG) only").WithCode("not-supported")
+	}
+	var doc bson.Raw
+	if err := bson.UnmarshalExtJSON(def, false, &doc); err != nil {
+		return EndpointInfo{}, false, fault.Wrap(err, "store the endpoint definition")
+	}
+	created, err := e.st.PutEndpointDef(ctx, &store.EndpointDef{Name: name, Definition: doc, Updated: e.o.Now().UTC()})
+	if err != nil {
+		return EndpointInfo{}, false, err
+	}
+	return infoOf(ep), created, e.Reload(ctx)
+}
+
+// DeleteEndpoint removes the endpoint name defined through the admin API
+// and stops its worker; its delivery state stays (see above).
+func (e *Engine) DeleteEndpoint(ctx context.Context, name string) error {
+	if err := e.checkAPIName(name); err != nil {
+		return err
+	}
+	ok, err := e.st.DeleteEndpointDef(ctx, name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return notConfigured(name)
+	}
+	return e.Reload(ctx)
+}
+
+func (e *Engine) checkAPIName(name string) error {
+	if !ehr.NamePattern.MatchString(name) {
+		return fault.New(fault.Invalid, "name", "the endpoint name must match %s", ehr.NamePattern)
+	}
+	if w := e.worker(name); w != nil && w.ep.Source == ehr.SourceFile {
+		return fault.New(fault.Conflict, "name", "endpoint %q is defined in the configuration file (KAPFHIR_EHR_CONFIG); change it there", name)
+	}
+	return nil
+}
+
+// definitionError is a 400 with one issue per field error; the messages
+// never repeat a secret (package ehr).
+func definitionError(err error) error {
+	var fe ehr.FieldErrors
+	if !errors.As(err, &fe) {
+		return fault.New(fault.Invalid, "", "the body is not an endpoint definition: %v", err)
+	}
+	out := &fault.Error{Kind: fault.Invalid}
+	for _, f := range fe {
+		is := fault.New(fault.Invalid, f.Path, "%s: %s", f.Path, f.Message).WithCode("value").Issues[0]
+		out.Issues = append(out.Issues, is)
+	}
+	return out
+}
+
+// Reload reads the endpoint definitions of the store and makes the API
+// endpoints' workers match: a new definition gets a worker, a changed one
+// a new worker after the old one stopped, a removed one's worker stops.
+// A definition this instance cannot resolve (an environment variable it
+// lacks) is logged and not run. A definition named like a file endpoint is
+// ignored: the file wins.
+func (e *Engine) Reload(ctx context.Context) error {
+	e.reloading.Lock()
+	defer e.reloading.Unlock()
+	defs, err := e.st.EndpointDefs(ctx)
+	if err != nil {
+		return err
+	}
+	old := map[string]*worker{}
+	var keep []*worker
+	for _, w := range e.current() {
+		if w.ep.Source == ehr.SourceFile {
+			keep = append(keep, w)
+		} else {
+			old[w.ep.Name] = w
+		}
+	}
+	fileCount := len(keep)
+	var started []*worker
+	for _, d := range defs {
+		if w := e.worker(d.Name); w != nil && w.ep.Source == ehr.SourceFile {
+			continue
+		}
+		js, err := bson.MarshalExtJSON(d.Definition, false, false)
+		if err != nil {
+			e.log.Error("EHR sync: endpoint definition", "endpoint", d.Name, "error", err.Error())
+			continue
+		}
+		if w := old[d.Name]; w != nil && w.def == string(js) {
+			keep = append(keep, w)
+			delete(old, d.Name)
+			continue
+		}
+		w, err := e.newWorker(d.Name, js)
+		if err != nil {
+			e.log.Error("EHR sync: endpoint definition", "endpoint", d.Name, "error", err.Error())
+			continue
+		}
+		keep = append(keep, w)
+		started = append(started, w)
+	}
+	// What is left in old was removed or replaced: stopped before the
+	// new worker of its name starts (one worker per name and instance).
+	for _, w := range old {
+		e.halt(w)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.workers = keep
+	if e.run != nil {
+		for _, w := range started {
+			e.start(w)
+		}
+	}
+	if n := len(keep) - fileCount; n > 0 || len(started) > 0 {
+		e.log.Debug("EHR sync: endpoints reloaded", "file", fileCount, "api", n)
+	}
+	return nil
+}
+
+func (e *Engine) newWorker(name string, def []byte) (*worker, error) {
+	ep, _, err := ehr.ParseEndpoint(name, def, e.o.Sources)
+	if err != nil {
+		return nil, err
+	}
+	c, err := e.o.Client(ep)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	return &worker{e: e, ep: ep, client: c, def: string(def)}, nil
+}
+
+// start runs w in Run's context; e.mu is held and e.run set.
+func (e *Engine) start(w *worker) {
+	if w.halted {
+		return
+	}
+	ctx, stop := context.WithCancel(e.run)
+	w.stop, w.exited = stop, make(chan struct{})
+	e.running.Go(func() {
+		defer close(w.exited)
+		w.run(ctx)
+	})
+}
+
+// halt stops w's goroutine, if it runs, and waits until it has given its
+// lease up.
+func (e *Engine) halt(w *worker) {
+	e.mu.Lock()
+	w.halted = true
+	stop, exited := w.stop, w.exited
+	e.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-exited
+	}
+}
