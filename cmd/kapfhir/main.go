@@ -3,10 +3,13 @@
 //
 //	kapfhir             serve
 //	kapfhir import DIR  load the NDJSON files of DIR (a bulk export) and exit
+//	kapfhir seed [--clients N] [--seed S] [--force]
+//	                    load a synthetic clinic and exit
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -59,6 +62,32 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 			err = fmt.Errorf("%d lines were not imported", rep.Failed())
 		}
 		return err
+	case len(args) > 0 && args[0] == "seed":
+		so, err := seedOptions(args[1:])
+		if err != nil {
+			return err
+		}
+		return app.Seed(ctx, cfg, so, stdout, opts)
 	}
-	return fmt.Errorf("usage: kapfhir [import DIR]")
+	return fmt.Errorf("usage: kapfhir [import DIR | seed [--clients N] [--seed S] [--force]]")
 }
+
+func seedOptions(args []string) (app.SeedOptions, error) {
+	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // the error returned says what is wrong
+	so := app.SeedOptions{}
+	fs.IntVar(&so.Clients, "clients", defaultSeedClients, "number of clients")
+	fs.Uint64Var(&so.Seed, "seed", 1, "random seed: the same seed gives the same clinic")
+	fs.BoolVar(&so.Force, "force", false, "seed even when the store already holds KAP clients")
+	if err := fs.Parse(args); err != nil {
+		return so, fmt.Errorf("seed: %w (usage: kapfhir seed [--clients N] [--seed S] [--force])", err)
+	}
+	if fs.NArg() > 0 || so.Clients < 1 || so.Clients > 10000 {
+		return so, fmt.Errorf("usage: kapfhir seed [--clients N (1 to 10000)] [--seed S] [--force]")
+	}
+	return so, nil
+}
+
+// defaultSeedClients fits a couple of minutes on the embedded store
+// (docs/performance.md, "Seeding").
+const defaultSeedClients = 50
