@@ -127,3 +127,33 @@ func TestLoad(t *testing.T) {
 		t.Errorf("a second seed without force: %v, want ErrNotEmpty", err)
 	}
 }
+
+// TestPlanDeterministic: the same options give the same clinic, and a
+// client's program does not depend on the clinic's size.
+func TestPlanDeterministic(t *testing.T) {
+	o := seed.Options{Clients: 50, Seed: 3, Now: now, Rules: kap.DefaultRules()}
+	a, b := seed.Plan(o), seed.Plan(o)
+	if d := cmp.Diff(a, b); d != "" {
+		t.Fatalf("two plans of the same options differ:\n%s", d)
+	}
+	o.Clients = 5
+	if d := cmp.Diff(a.Clients[:5], seed.Plan(o).Clients); d != "" {
+		t.Errorf("the first clients depend on the clinic's size:\n%s", d)
+	}
+	o.Seed = 4
+	if cmp.Equal(a.Clients[:5], seed.Plan(o).Clients) {
+		t.Error("another seed gives the same clients")
+	}
+	stages := map[seed.Stage]int{}
+	for _, c := range a.Clients {
+		stages[c.Stage]++
+		for _, s := range c.Sessions {
+			if s.Status == "finished" && s.End.After(now) || s.Status == "planned" && !s.Start.After(now) {
+				t.Errorf("%s client: a %s %s session at %s..%s, now %s", c.Stage, s.Status, s.Kind, s.Start, s.End, now)
+			}
+		}
+	}
+	if len(stages) != 7 {
+		t.Errorf("stages of 50 clients: %v, want all 7", stages)
+	}
+}
