@@ -47,7 +47,14 @@ func Seed(ctx context.Context, cfg config.Config, so SeedOptions, out io.Writer,
 		Overrides: kap.NewOverrideCounter(prometheus.NewRegistry()), Now: time.Now, Cursors: search.NewCursors(cfg.CursorSecret),
 	})
 	clinic := seed.Plan(seed.Options{Clients: so.Clients, Seed: so.Seed, Now: now, Rules: rules})
-	sum, err := seed.Load(ctx, svc, clinic, so.Force)
+	// A line per tenth of the clients: seeding the embedded store takes minutes.
+	step := max(1, so.Clients/10)
+	progress := func(done, total int) {
+		if done%step == 0 || done == total {
+			fmt.Fprintf(out, "%d of %d clients (%s)\n", done, total, time.Since(now).Round(time.Second))
+		}
+	}
+	sum, err := seed.Load(ctx, svc, clinic, seed.LoadOptions{Force: so.Force, Progress: progress})
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}

@@ -49,13 +49,21 @@ func (s Summary) Write(w io.Writer, took time.Duration) {
 	row("intentions", s.Intentions)
 }
 
+// LoadOptions steer Load.
+type LoadOptions struct {
+	// Force loads into a store that already holds clients.
+	Force bool
+	// Progress, if set, is called after each client (a count, no data).
+	Progress func(done, total int)
+}
+
 // Load writes the clinic through the KAP service, so each write passes the
 // same rules as a clinician's request (a refusal is a bug of the plan,
-// reported with the client's index). Unless force, a store that already
+// reported with the client's index). Unless forced, a store that already
 // holds a client is refused.
-func Load(ctx context.Context, svc *kap.Service, c Clinic, force bool) (Summary, error) {
+func Load(ctx context.Context, svc *kap.Service, c Clinic, o LoadOptions) (Summary, error) {
 	sum := Summary{Sessions: map[string]int{}}
-	if !force {
+	if !o.Force {
 		page, err := svc.Clients(ctx, kap.ListOptions{Limit: 1})
 		if err != nil {
 			return sum, err
@@ -77,6 +85,9 @@ func Load(ctx context.Context, svc *kap.Service, c Clinic, force bool) (Summary,
 		l := loader{svc: svc, team: team, c: cl, sum: &sum}
 		if err := l.load(ctx); err != nil {
 			return sum, fmt.Errorf("client %d (%s): %w", i, l.step, err)
+		}
+		if o.Progress != nil {
+			o.Progress(i+1, len(c.Clients))
 		}
 	}
 	return sum, nil

@@ -46,7 +46,7 @@ func TestLoad(t *testing.T) {
 	svc, res := newService(t, rules)
 	opts := seed.Options{Clients: 4, Seed: 7, Now: now, Rules: rules}
 	clinic := seed.Plan(opts)
-	sum, err := seed.Load(ctx, svc, clinic, false)
+	sum, err := seed.Load(ctx, svc, clinic, seed.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestLoad(t *testing.T) {
 		t.Errorf("%d substance-use and %d finished programs, want some of each", substanceUse, finished)
 	}
 
-	if _, err := seed.Load(ctx, svc, clinic, false); !errors.Is(err, seed.ErrNotEmpty) {
+	if _, err := seed.Load(ctx, svc, clinic, seed.LoadOptions{}); !errors.Is(err, seed.ErrNotEmpty) {
 		t.Errorf("a second seed without force: %v, want ErrNotEmpty", err)
 	}
 }
