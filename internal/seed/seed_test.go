@@ -38,24 +38,25 @@ func newService(t *testing.T, rules kap.Rules) (*kap.Service, *resource.Service)
 	}), res
 }
 
-// TestLoad seeds a small clinic through the KAP service (every rule
+// TestLoad seeds a small clinic (two finished programs, one under way in
+// substance use) through the KAP service (every rule
 // applies, none is overridden) and reads it back in clinic terms.
 func TestLoad(t *testing.T) {
 	ctx := context.Background()
 	rules := kap.DefaultRules()
 	svc, res := newService(t, rules)
-	opts := seed.Options{Clients: 4, Seed: 7, Now: now, Rules: rules}
+	opts := seed.Options{Clients: 3, Seed: 7, Now: now, Rules: rules}
 	clinic := seed.Plan(opts)
 	sum, err := seed.Load(ctx, svc, clinic, seed.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Clients != 4 || sum.Programs != 4 || sum.TeamMembers != len(clinic.Team) {
+	if sum.Clients != 3 || sum.Programs != 3 || sum.TeamMembers != len(clinic.Team) {
 		t.Errorf("summary: %+v", sum)
 	}
 
 	clients, err := svc.Clients(ctx, kap.ListOptions{})
-	if err != nil || len(clients.Items) != 4 {
+	if err != nil || len(clients.Items) != 3 {
 		t.Fatalf("clients: %d, %v", len(clients.Items), err)
 	}
 	mrn := map[string]seed.Client{}
