@@ -88,6 +88,7 @@ func seedOptions(args []string) (app.SeedOptions, error) {
 	return so, nil
 }
 
-// defaultSeedClients fits a couple of minutes on the embedded store
-// (docs/performance.md, "Seeding").
-const defaultSeedClients = 50
+// defaultSeedClients fits a few minutes on the embedded store, whose
+// scans make seeding quadratic in the clinic's size (docs/performance.md,
+// "Seeding"); --clients 50 gives the full clinic.
+const defaultSeedClients = 10
