@@ -4,10 +4,13 @@
 //	kapfhir             serve
 //	kapfhir import DIR  load the NDJSON files of DIR (a bulk export) and exit
 //	kapfhir healthcheck exit 0 when the server at KAPFHIR_HTTP_ADDR answers /healthz
+//	kapfhir seed [--clients N] [--seed S] [--force]
+//	                    load a synthetic clinic and exit
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,6 +65,33 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 		return err
 	case len(args) == 1 && args[0] == "healthcheck":
 		return app.Healthcheck(ctx, cfg.HTTPAddr)
+	case len(args) > 0 && args[0] == "seed":
+		so, err := seedOptions(args[1:])
+		if err != nil {
+			return err
+		}
+		return app.Seed(ctx, cfg, so, stdout, opts)
 	}
-	return fmt.Errorf("usage: kapfhir [import DIR | healthcheck]")
+	return fmt.Errorf("usage: kapfhir [import DIR | seed [--clients N] [--seed S] [--force] | healthcheck]")
 }
+
+func seedOptions(args []string) (app.SeedOptions, error) {
+	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // the error returned says what is wrong
+	so := app.SeedOptions{}
+	fs.IntVar(&so.Clients, "clients", defaultSeedClients, "number of clients")
+	fs.Uint64Var(&so.Seed, "seed", 1, "random seed: the same seed gives the same clinic")
+	fs.BoolVar(&so.Force, "force", false, "seed even when the store already holds KAP clients")
+	if err := fs.Parse(args); err != nil {
+		return so, fmt.Errorf("seed: %w (usage: kapfhir seed [--clients N] [--seed S] [--force])", err)
+	}
+	if fs.NArg() > 0 || so.Clients < 1 || so.Clients > 10000 {
+		return so, fmt.Errorf("usage: kapfhir seed [--clients N (1 to 10000)] [--seed S] [--force]")
+	}
+	return so, nil
+}
+
+// defaultSeedClients fits a few minutes on the embedded store, whose
+// scans make seeding quadratic in the clinic's size (docs/performance.md,
+// "Seeding"); --clients 50 gives the full clinic.
+const defaultSeedClients = 10

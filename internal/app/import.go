@@ -27,25 +27,11 @@ func Import(ctx context.Context, cfg config.Config, dir string, out io.Writer, o
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	uri := cfg.MongoURI
-	if uri == "" {
-		srv, err := embedded.Start(cfg.DataDir, o.ErrorLog)
-		if err != nil {
-			return nil, err
-		}
-		defer srv.Close()
-		uri = srv.URI()
-	}
-	st, err := store.Open(ctx, store.Options{URI: uri, Database: cfg.MongoDatabase, Embedded: cfg.MongoURI == "", Timeout: cfg.StoreTimeout})
+	st, reg, closeStore, err := openOffline(ctx, cfg, o)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = st.Close(context.Background()) }()
-	reg := fhir.NewRegistry()
-	// The custom search parameters index the imported resources too.
-	if err := reindex.New(st, reg, metrics.New(prometheus.NewRegistry()), o.Logger, reindex.Options{}).Refresh(ctx); err != nil {
-		return nil, fmt.Errorf("load custom search parameters: %w", err)
-	}
+	defer closeStore()
 	im := bulkimport.New(resource.New(st, reg, time.Now), reg, bulkimport.Options{MaxLineBytes: int(cfg.MaxBodyBytes)})
 	start := time.Now()
 	rep, err := im.Run(ctx, sources)
@@ -54,4 +40,44 @@ func Import(ctx context.Context, cfg config.Config, dir string, out io.Writer, o
 		rep.WriteSummary(out, time.Since(start))
 	}
 	return rep, err
+}
+
+// openOffline opens the configured store for a command that runs without
+// HTTP (import, seed): the embedded server when no MongoDB URI is set (its
+// data directory lock keeps a server out meanwhile), with the custom
+// search parameters loaded so that what the command writes is indexed by
+// them too. close releases both.
+func openOffline(ctx context.Context, cfg config.Config, o Options) (*store.Store, *fhir.Registry, func(), error) {
+	uri := cfg.MongoURI
+	var srv *embedded.Server
+	if uri == "" {
+		var err error
+		if srv, err = embedded.Start(cfg.DataDir, o.ErrorLog); err != nil {
+			return nil, nil, nil, err
+		}
+		uri = srv.URI()
+	}
+	closeEmbedded := func() {
+		if srv != nil {
+			srv.Close()
+		}
+	}
+	reg := fhir.NewRegistry()
+	st, err := store.Open(ctx, store.Options{
+		URI: uri, Database: cfg.MongoDatabase, Embedded: srv != nil, Timeout: cfg.StoreTimeout,
+		Indexer: resource.Indexer(reg), TxnDeadline: cfg.TxnDeadline, Owner: owner(),
+	})
+	if err != nil {
+		closeEmbedded()
+		return nil, nil, nil, err
+	}
+	closeAll := func() {
+		_ = st.Close(context.Background())
+		closeEmbedded()
+	}
+	if err := reindex.New(st, reg, metrics.New(prometheus.NewRegistry()), o.Logger, reindex.Options{}).Refresh(ctx); err != nil {
+		closeAll()
+		return nil, nil, nil, fmt.Errorf("load custom search parameters: %w", err)
+	}
+	return st, reg, closeAll, nil
 }

@@ -1,0 +1,75 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapfhir/kapfhir/internal/config"
+	"github.com/kapfhir/kapfhir/internal/kap"
+	"github.com/kapfhir/kapfhir/internal/resource"
+	"github.com/kapfhir/kapfhir/internal/search"
+	"github.com/kapfhir/kapfhir/internal/seed"
+)
+
+// SeedOptions choose the synthetic clinic `kapfhir seed` loads.
+type SeedOptions struct {
+	Clients int
+	Seed    uint64
+	// Force loads even when the store already holds KAP clients.
+	Force bool
+}
+
+// Seed loads a synthetic clinic (package seed) into the configured store
+// through the KAP service, with the clinic's rules (KAPFHIR_KAP_RULES), and
+// writes counts (never names) to out: what it wrote in clinic terms, and
+// the FHIR resources the store holds by type.
+func Seed(ctx context.Context, cfg config.Config, so SeedOptions, out io.Writer, o Options) error {
+	rules, err := kap.LoadRules(cfg.KAPRules)
+	if err != nil {
+		return err
+	}
+	mapper, err := kap.NewMapper(rules)
+	if err != nil {
+		return err
+	}
+	st, reg, closeStore, err := openOffline(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	now := time.Now()
+	svc := kap.NewService(kap.Deps{
+		Resources: resource.New(st, reg, time.Now), Registry: reg, Mapper: mapper, Rules: rules,
+		Overrides: kap.NewOverrideCounter(prometheus.NewRegistry()), Now: time.Now, Cursors: search.NewCursors(cfg.CursorSecret),
+	})
+	clinic := seed.Plan(seed.Options{Clients: so.Clients, Seed: so.Seed, Now: now, Rules: rules})
+	// A line per tenth of the clients: seeding the embedded store takes minutes.
+	step := max(1, so.Clients/10)
+	progress := func(done, total int) {
+		if done%step == 0 || done == total {
+			fmt.Fprintf(out, "%d of %d clients (%s)\n", done, total, time.Since(now).Round(time.Second))
+		}
+	}
+	sum, err := seed.Load(ctx, svc, clinic, seed.LoadOptions{Force: so.Force, Progress: progress})
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	sum.Write(out, time.Since(now))
+	types, err := st.Types(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "FHIR resources in the store:")
+	for _, t := range types {
+		n, err := st.CountCurrent(ctx, []string{t})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "  %-26s %5d\n", t, n)
+	}
+	return nil
+}
