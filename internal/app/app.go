@@ -109,7 +109,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 	a.exports = bulkexport.New(st, o.Logger, bulkexport.Options{Retention: cfg.ExportRetention})
 	// The engine runs even without file endpoints: endpoints may be
 	// defined through the admin API at any time.
-	if a.sync, err = newSync(st, reg, ehrCfg, m, o.Logger, cfg.SyncInstall); err != nil {
+	if a.sync, err = newSync(st, reg, ehrCfg, m, o.Logger, outbound.Options{Install: cfg.SyncInstall, Lease: cfg.SyncLease, Owner: owner()}); err != nil {
 		a.closeStore()
 		return nil, err
 	}
@@ -243,12 +243,12 @@ func (a *App) Serve(ctx context.Context) error {
 
 // newSync builds the outbound EHR sync engine (its workers start in
 // Serve).
-func newSync(st *store.Store, reg *fhir.Registry, cfg ehr.Config, m *metrics.Metrics, log *slog.Logger, install string) (*outbound.Engine, error) {
+func newSync(st *store.Store, reg *fhir.Registry, cfg ehr.Config, m *metrics.Metrics, log *slog.Logger, o outbound.Options) (*outbound.Engine, error) {
 	mp, err := mappings.New(mappings.Config{})
 	if err != nil {
 		return nil, err
 	}
-	e, err := outbound.New(st, reg, mp, cfg, m, log, outbound.Options{Install: install, Owner: owner()})
+	e, err := outbound.New(st, reg, mp, cfg, m, log, o)
 	if err != nil {
 		return nil, fmt.Errorf("EHR sync: %w", err)
 	}

@@ -41,6 +41,11 @@ type Config struct {
 	// resource sent to an EHR (urn:kapfhir:<SyncInstall>): two clinics
 	// sending to one EHR need different names.
 	SyncInstall string `env:"KAPFHIR_SYNC_INSTALL" envDefault:"kapfhir"`
+	// SyncLease is how long an instance holds an EHR endpoint's outbound
+	// delivery without progress: a dead instance's endpoints wait this
+	// long before another (or its restart) takes them over. Keep it over
+	// the EHR request timeout, or a slow answer lets a second instance in.
+	SyncLease time.Duration `env:"KAPFHIR_SYNC_LEASE" envDefault:"90s"`
 	// Subscriptions turns on the rest-hook Subscription notifier: off,
 	// Subscriptions are stored (and checked) but stay requested.
 	Subscriptions bool `env:"KAPFHIR_SUBSCRIPTIONS" envDefault:"false"`
@@ -52,6 +57,14 @@ var installPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
 // maxBody keeps a stored version under MongoDB's 16 MiB document limit,
 // with room for its index values.
 const maxBody = 15 << 20
+
+// The bounds of KAPFHIR_SYNC_LEASE: under a second the lease would expire
+// between two saves of a busy worker; over an hour a dead instance's
+// endpoints stall for longer than any outage worth waiting out.
+const (
+	minSyncLease = time.Second
+	maxSyncLease = time.Hour
+)
 
 // Load reads the configuration from environ (os.Environ form).
 func Load(environ map[string]string) (Config, error) {
@@ -72,6 +85,9 @@ func Load(environ map[string]string) (Config, error) {
 	}
 	if !installPattern.MatchString(c.SyncInstall) {
 		return c, fmt.Errorf("configuration: KAPFHIR_SYNC_INSTALL must match %s", installPattern)
+	}
+	if c.SyncLease < minSyncLease || c.SyncLease > maxSyncLease {
+		return c, fmt.Errorf("configuration: KAPFHIR_SYNC_LEASE must be between %v and %v", minSyncLease, maxSyncLease)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -16,7 +16,7 @@ func TestLoadDefaults(t *testing.T) {
 	want := Config{
 		HTTPAddr: "127.0.0.1:8080", DataDir: "./data", MongoDatabase: "kapfhir", MaxBodyBytes: 10 << 20,
 		LogLevel: "info", StoreTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second, TxnDeadline: 30 * time.Second,
-		ExportRetention: 24 * time.Hour, SyncInstall: "kapfhir",
+		ExportRetention: 24 * time.Hour, SyncInstall: "kapfhir", SyncLease: 90 * time.Second,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -35,6 +35,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"KAPFHIR_LOG_LEVEL": "loud"}, "KAPFHIR_LOG_LEVEL must be"},
 		{map[string]string{"KAPFHIR_EXPORT_RETENTION": "0s"}, "KAPFHIR_EXPORT_RETENTION must be positive"},
 		{map[string]string{"KAPFHIR_SYNC_INSTALL": "Clinic A"}, "KAPFHIR_SYNC_INSTALL must match"},
+		{map[string]string{"KAPFHIR_SYNC_LEASE": "500ms"}, "KAPFHIR_SYNC_LEASE must be between 1s and 1h0m0s"},
+		{map[string]string{"KAPFHIR_SYNC_LEASE": "2h"}, "KAPFHIR_SYNC_LEASE must be between"},
 	} {
 		_, err := Load(tc.env)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
