@@ -49,7 +49,7 @@ type App struct {
 	reindex  *reindex.Jobs
 	exports  *bulkexport.Runner
 	sync     *outbound.Engine
-	pull     *inbound.Puller        // nil: no endpoint has pull types
+	pull     *inbound.Puller
 	notifier *subscription.Notifier // nil: KAPFHIR_SUBSCRIPTIONS off
 	mongoURI string
 }
@@ -154,6 +154,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		Reindex:      a.reindex,
 		Exports:      a.exports,
 		Sync:         a.sync,
+		Pull:         a.pull,
 		Ready:        st.Ping,
 		Metrics:      m,
 		Gatherer:     o.Registry,
@@ -200,9 +201,7 @@ func (a *App) Serve(ctx context.Context) error {
 	runners.Go(func() { a.reindex.Run(jctx) })
 	runners.Go(func() { a.exports.Run(jctx) })
 	runners.Go(func() { a.sync.Run(jctx) })
-	if a.pull != nil {
-		runners.Go(func() { a.pull.Run(jctx) })
-	}
+	runners.Go(func() { a.pull.Run(jctx) })
 	if a.notifier != nil {
 		runners.Go(func() { a.notifier.Run(jctx) })
 	}
@@ -256,17 +255,17 @@ func newSync(st *store.Store, reg *fhir.Registry, cfg ehr.Config, m *metrics.Met
 	return e, nil
 }
 
-// startPullAndNotify builds the inbound EHR pull (for endpoints with pull
-// types) and the Subscription notifier (when enabled); both run in Serve.
+// startPullAndNotify builds the inbound EHR pull (of the endpoints with
+// pull types, the file's and the admin API's) and the Subscription notifier (when enabled); both run in Serve.
 func (a *App) startPullAndNotify(st *store.Store, svc *resource.Service, reg *fhir.Registry, cfg ehr.Config, m *metrics.Metrics) error {
-	p, err := inbound.New(st, svc, reg, cfg, m, a.log, inbound.Options{Install: a.cfg.SyncInstall, Owner: owner()})
+	p, err := inbound.New(st, svc, reg, cfg, m, a.log, inbound.Options{Install: a.cfg.SyncInstall, Lease: a.cfg.SyncLease, Owner: owner()})
 	if err != nil {
 		return fmt.Errorf("EHR pull: %w", err)
 	}
-	if p.Endpoints() > 0 {
-		a.pull = p
-		a.log.Info("EHR pull configured", "endpoints", p.Endpoints())
-	}
+	// Always built: endpoints with pull types may be defined through the
+	// admin API at any time.
+	a.pull = p
+	a.log.Info("EHR pull configured", "file_endpoints", p.Endpoints())
 	if a.cfg.Subscriptions {
 		base := a.cfg.BaseURL // the FHIR base as clients see it
 		if base == "" {

@@ -17,6 +17,7 @@ import (
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
+	"github.com/kapfhir/kapfhir/internal/ehr/inbound"
 	"github.com/kapfhir/kapfhir/internal/ehr/outbound"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/kap"
@@ -47,6 +48,9 @@ type Config struct {
 	Kap          *kap.Service // the clinic's API, /kap/v1
 	// Sync is the outbound EHR sync; nil: none configured.
 	Sync *outbound.Engine
+	// Pull is the inbound EHR pull, reloaded when an endpoint definition
+	// changes through the API; nil: none.
+	Pull *inbound.Puller
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are

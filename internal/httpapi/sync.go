@@ -44,6 +44,15 @@ func (a *api) syncEngine(name string) (*outbound.Engine, error) {
 	return a.Sync, nil
 }
 
+// reloadPull makes the inbound pull follow a changed definition at once on
+// this instance (the others within their reload period).
+func (a *api) reloadPull(ctx context.Context) error {
+	if a.Pull == nil {
+		return nil
+	}
+	return a.Pull.Reload(ctx)
+}
+
 // syncEndpoints answers GET /admin/sync/endpoints.
 func (a *api) syncEndpoints(c *gin.Context) error {
 	eps := []outbound.EndpointInfo{}
@@ -82,6 +91,9 @@ func (a *api) syncPutEndpoint(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := a.reloadPull(c.Request.Context()); err != nil {
+		return err
+	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
@@ -102,6 +114,9 @@ func (a *api) syncDeleteEndpoint(c *gin.Context) error {
 		return err
 	}
 	if err := e.DeleteEndpoint(c.Request.Context(), c.Param("name")); err != nil {
+		return err
+	}
+	if err := a.reloadPull(c.Request.Context()); err != nil {
 		return err
 	}
 	c.Status(http.StatusNoContent)

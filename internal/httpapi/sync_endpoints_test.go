@@ -17,6 +17,7 @@ import (
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/ehr"
+	"github.com/kapfhir/kapfhir/internal/ehr/inbound"
 	"github.com/kapfhir/kapfhir/internal/ehr/outbound"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
 	"github.com/kapfhir/kapfhir/internal/metrics"
@@ -28,7 +29,8 @@ import (
 // creatingEHR is a minimal EHR for the admin API test: a
 // CapabilityStatement taking Observation creates, and creates answered
 // with a Location; it records the identifier value of each create and
-// the Authorization it came with.
+// the Authorization it came with. Its Patient search answers one
+// Patient, for the pull.
 type creatingEHR struct {
 	srv     *httptest.Server
 	mu      sync.Mutex
@@ -44,6 +46,9 @@ func newCreatingEHR(t *testing.T) *creatingEHR {
 		case r.Method == "GET" && r.URL.Path == "/fhir/metadata":
 			_, _ = io.WriteString(w, `{"resourceType":"CapabilityStatement","rest":[{"mode":"server","resource":[
 				{"type":"Observation","interaction":[{"code":"create"},{"code":"update"},{"code":"search-type"}]}]}]}`)
+		case r.Method == "GET" && r.URL.Path == "/fhir/Patient":
+			_, _ = io.WriteString(w, `{"resourceType":"Bundle","type":"searchset","entry":[{"search":{"mode":"match"},
+				"resource":{"resourceType":"Patient","id":"p1","meta":{"lastUpdated":"2024-01-02T03:04:05Z"},"gender":"unknown"}}]}`)
 		case r.Method == "POST" && r.URL.Path == "/fhir/Observation":
 			var body struct {
 				Identifier []struct{ Value string } `json:"identifier"`
@@ -83,7 +88,8 @@ func (f *creatingEHR) creates(id string) int {
 // the engine runs: delivery starts without a restart, the endpoint is
 // listed with its source and secret reference (never the value), inline
 // secrets and file endpoints are refused, DELETE stops delivery and a new
-// PUT resumes from the cursor.
+// PUT resumes from the cursor; an endpoint with pull types is pulled from
+// at once.
 func TestSyncEndpointsAPI(t *testing.T) {
 	st, _ := storetest.Open(t, nil)
 	reg := fhir.NewRegistry()
@@ -115,8 +121,20 @@ func TestSyncEndpointsAPI(t *testing.T) {
 	}()
 	t.Cleanup(func() { cancel(); <-stopped })
 	svc := resource.New(st, reg, time.Now)
+	// The puller's periodic reload never comes in the test: the PUT
+	// reloads it.
+	pull, err := inbound.New(st, svc, reg, cfg, m, logger, inbound.Options{Reload: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pulling := make(chan struct{})
+	go func() {
+		defer close(pulling)
+		pull.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-pulling })
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Resources: svc, Registry: reg, Metrics: m, Gatherer: prom, Logger: logger,
-		Sync: eng, Ready: st.Ping, MaxBodyBytes: 1 << 20, Version: "test"}))
+		Sync: eng, Pull: pull, Ready: st.Ping, MaxBodyBytes: 1 << 20, Version: "test"}))
 	t.Cleanup(srv.Close)
 
 	call := func(method, path, body string, wantStatus int) map[string]any {
@@ -195,7 +213,7 @@ func TestSyncEndpointsAPI(t *testing.T) {
 	}{
 		{"inline secret", "/admin/sync/endpoints/lab2", `{"baseUrl":"` + fake.srv.URL + `/fhir","auth":{"type":"bearer","token":"s3cret-inline"}}`, 400, "auth.token"},
 		{"bad type", "/admin/sync/endpoints/lab2", `{"baseUrl":"` + fake.srv.URL + `/fhir","auth":{"type":"none"},"send":{"types":["Nope"]}}`, 400, "send.types[0]"},
-		{"pull", "/admin/sync/endpoints/lab2", `{"baseUrl":"` + fake.srv.URL + `/fhir","auth":{"type":"none"},"pull":{"types":["Patient"]}}`, 400, "pull.types"},
+		{"bad pull type", "/admin/sync/endpoints/lab2", `{"baseUrl":"` + fake.srv.URL + `/fhir","auth":{"type":"none"},"pull":{"types":["Nope"]}}`, 400, "pull.types[0]"},
 		{"file endpoint", "/admin/sync/endpoints/from-file", def, 409, "name"},
 		{"bad name", "/admin/sync/endpoints/Bad%20Name", def, 400, "name"},
 	} {
@@ -223,4 +241,11 @@ func TestSyncEndpointsAPI(t *testing.T) {
 	if n := fake.creates("o1"); n != 1 {
 		t.Errorf("o1 created %d times", n)
 	}
+
+	// Pull defined through the API: pulled without a restart.
+	call("PUT", "/admin/sync/endpoints/puller", `{"baseUrl":"`+fake.srv.URL+`/fhir","auth":{"type":"none"},"pull":{"types":["Patient"],"every":"1m"}}`, 201)
+	waitFor("the pulled Patient", func() bool {
+		_, err := svc.Read(context.Background(), "Patient", inbound.LocalID("puller", "Patient", "p1"))
+		return err == nil
+	})
 }

@@ -1,7 +1,11 @@
 // Package inbound pulls what the hospital EHRs know into the local store
 // (docs/ehr-sync.md, "Inbound").
 //
-// One worker per endpoint with pull types holds the endpoint's pull lease
+// The endpoints are the configuration file's and those defined through
+// the admin API (store.EndpointDef, read with the outbound engine's
+// ehr.StoredDefs), re-read every Options.Reload and on a change through
+// this instance's API; a name of the file wins. One worker per endpoint
+// with pull types holds the endpoint's pull lease
 // (store.WorkerState "pull|<endpoint>": one holder across every service
 // instance). Each round it reads, per type, `[base]/Type?_lastUpdated=
 // ge<cursor>&_sort=_lastUpdated&_count=N` and the pages its next links
@@ -46,9 +50,17 @@ type Options struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Client builds an endpoint's HTTP client (default ehr.NewClient).
 	Client func(ehr.Endpoint) (*http.Client, error)
+	// Reload is how often Run reads the endpoints defined through the
+	// admin API, starting and stopping their workers (10 s).
+	Reload time.Duration
+	// Sources resolve the secret references of the endpoints defined
+	// through the admin API (default ehr.DefaultSources).
+	Sources ehr.Sources
 }
 
-// Puller runs one worker per endpoint that has pull types.
+// Puller runs one worker per endpoint that has pull types: the file's,
+// fixed, and the admin API's, started and stopped as their definitions
+// change.
 type Puller struct {
 	st      *store.Store
 	svc     *resource.Service
@@ -56,8 +68,14 @@ type Puller struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	o       Options
-	ours    string // the outbound identifier system
-	workers []*worker
+	ours    string          // the outbound identifier system
+	file    map[string]bool // the file's endpoint names, pulled or not
+
+	reloading sync.Mutex // serialises Reload
+	mu        sync.Mutex // guards the fields below and the workers' start and stop
+	workers   []*worker  // the file's in its order, then the API's by name
+	run       context.Context
+	running   sync.WaitGroup // the worker goroutines started in Run
 }
 
 // New returns the puller of cfg's endpoints that list pull types; writes
@@ -86,8 +104,16 @@ func New(st *store.Store, svc *resource.Service, reg *fhir.Registry, cfg ehr.Con
 	if o.Client == nil {
 		o.Client = func(e ehr.Endpoint) (*http.Client, error) { return ehr.NewClient(e, ehr.ClientOptions{}) }
 	}
-	p := &Puller{st: st, svc: svc, reg: reg, metrics: m, log: log, o: o, ours: "urn:kapfhir:" + o.Install}
+	if o.Reload == 0 {
+		o.Reload = 10 * time.Second
+	}
+	if o.Sources.LookupEnv == nil {
+		o.Sources = ehr.DefaultSources()
+	}
+	p := &Puller{st: st, svc: svc, reg: reg, metrics: m, log: log, o: o, ours: "urn:kapfhir:" + o.Install, file: map[string]bool{}}
 	for _, ep := range cfg.Endpoints {
+		ep.Source = ehr.SourceFile // whatever cfg says: these are fixed
+		p.file[ep.Name] = true
 		if len(ep.Pull.Types) == 0 {
 			continue
 		}
@@ -100,23 +126,137 @@ func New(st *store.Store, svc *resource.Service, reg *fhir.Registry, cfg ehr.Con
 	return p, nil
 }
 
-// Endpoints is how many endpoints are pulled from (0: nothing to run).
-func (p *Puller) Endpoints() int { return len(p.workers) }
+// Endpoints is how many endpoints are pulled from.
+func (p *Puller) Endpoints() int { return len(p.current()) }
 
 // Run runs every endpoint's worker until ctx ends, a round every
-// pull.every, then gives up the leases it holds.
+// pull.every, re-reading the endpoints defined through the admin API
+// every Reload, then gives up the leases it holds.
 func (p *Puller) Run(ctx context.Context) {
-	var wg sync.WaitGroup
+	p.mu.Lock()
+	p.run = ctx
 	for _, w := range p.workers {
-		wg.Go(func() { w.run(ctx) })
+		p.start(w)
 	}
-	wg.Wait()
+	p.mu.Unlock()
+	for {
+		if err := p.Reload(ctx); err != nil && ctx.Err() == nil {
+			p.log.Error("EHR pull: read the endpoint definitions", "error", err.Error())
+		}
+		// A real wait, not Options.Sleep: a test's clock is the workers'.
+		if sleep(ctx, p.o.Reload) != nil {
+			break
+		}
+	}
+	p.mu.Lock()
+	p.run = nil // no more starts: the workers end with ctx
+	p.mu.Unlock()
+	p.running.Wait()
+}
+
+// Reload reads the endpoint definitions of the store and makes the API
+// endpoints' workers match, as outbound.Engine.Reload does: a new
+// definition with pull types gets a worker, a changed one a new worker
+// after the old one stopped (and gave its lease up), a removed one's
+// worker stops. The cursors stay, so a definition put back resumes.
+func (p *Puller) Reload(ctx context.Context) error {
+	p.reloading.Lock()
+	defer p.reloading.Unlock()
+	defs, err := ehr.StoredDefs(ctx, p.st, func(name string) bool { return p.file[name] }, p.log)
+	if err != nil {
+		return err
+	}
+	old := map[string]*worker{}
+	var keep []*worker
+	for _, w := range p.current() {
+		if w.ep.Source == ehr.SourceFile {
+			keep = append(keep, w)
+		} else {
+			old[w.ep.Name] = w
+		}
+	}
+	var started []*worker
+	for _, d := range defs {
+		if w := old[d.Name]; w != nil && w.def == d.Def {
+			keep = append(keep, w)
+			delete(old, d.Name)
+			continue
+		}
+		w, err := p.newWorker(d)
+		if err != nil {
+			p.log.Error("EHR pull: endpoint definition", "endpoint", d.Name, "error", err.Error())
+			continue
+		}
+		if w != nil {
+			keep = append(keep, w)
+			started = append(started, w)
+		}
+	}
+	// Stopped before the new worker of its name starts.
+	for _, w := range old {
+		p.halt(w)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.workers = keep
+	if p.run != nil {
+		for _, w := range started {
+			p.start(w)
+		}
+	}
+	return nil
+}
+
+// newWorker is the worker of an API definition; nil when it pulls nothing.
+func (p *Puller) newWorker(d ehr.StoredDef) (*worker, error) {
+	ep, err := d.Parse(p.o.Sources)
+	if err != nil || len(ep.Pull.Types) == 0 {
+		return nil, err
+	}
+	c, err := p.o.Client(ep)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	return &worker{p: p, ep: ep, client: c, def: d.Def}, nil
+}
+
+// start runs w in Run's context; p.mu is held and p.run set.
+func (p *Puller) start(w *worker) {
+	if w.halted {
+		return
+	}
+	ctx, stop := context.WithCancel(p.run)
+	w.stop, w.exited = stop, make(chan struct{})
+	p.running.Go(func() {
+		defer close(w.exited)
+		w.run(ctx)
+	})
+}
+
+// halt stops w's goroutine, if it runs, and waits until it has given its
+// lease up.
+func (p *Puller) halt(w *worker) {
+	p.mu.Lock()
+	w.halted = true
+	stop, exited := w.stop, w.exited
+	p.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-exited
+	}
+}
+
+// current is a snapshot of the workers.
+func (p *Puller) current() []*worker {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.workers
 }
 
 // Step runs one round of every worker: take the lease and pull every type
 // until the EHR has nothing newer. Tests drive the puller with it.
 func (p *Puller) Step(ctx context.Context) error {
-	for _, w := range p.workers {
+	for _, w := range p.current() {
 		if err := w.step(ctx); err != nil {
 			return err
 		}
@@ -146,6 +286,13 @@ type worker struct {
 	p      *Puller
 	ep     ehr.Endpoint
 	client *http.Client
+	// def is the stored definition of an API endpoint (JSON), to tell a
+	// changed one; stop and exited belong to its goroutine in Run, halted
+	// once it is stopped (all guarded by Puller.mu).
+	def    string
+	stop   context.CancelFunc
+	exited chan struct{}
+	halted bool
 
 	stepping sync.Mutex         // serialises steps (Run and a test's Step)
 	state    *store.WorkerState // as held; nil when not held

@@ -32,10 +32,6 @@ func (e *Engine) PutEndpoint(ctx context.Context, name string, body []byte) (End
 	if err != nil {
 		return EndpointInfo{}, false, definitionError(err)
 	}
-	if len(ep.Pull.Types) > 0 {
-		// The inbound puller reads the file only (its workers are fixed).
-		return EndpointInfo{}, false, fault.New(fault.Invalid, "pull.types", "pull is configured in the file (KAPFHIR_EHR_CONFIG) only").WithCode("not-supported")
-	}
 	var doc bson.Raw
 	if err := bson.UnmarshalExtJSON(def, false, &doc); err != nil {
 		return EndpointInfo{}, false, fault.Wrap(err, "store the endpoint definition")
@@ -97,7 +93,11 @@ func definitionError(err error) error {
 func (e *Engine) Reload(ctx context.Context) error {
 	e.reloading.Lock()
 	defer e.reloading.Unlock()
-	defs, err := e.st.EndpointDefs(ctx)
+	fileHas := func(name string) bool {
+		w := e.worker(name)
+		return w != nil && w.ep.Source == ehr.SourceFile
+	}
+	defs, err := ehr.StoredDefs(ctx, e.st, fileHas, e.log)
 	if err != nil {
 		return err
 	}
@@ -113,20 +113,12 @@ func (e *Engine) Reload(ctx context.Context) error {
 	fileCount := len(keep)
 	var started []*worker
 	for _, d := range defs {
-		if w := e.worker(d.Name); w != nil && w.ep.Source == ehr.SourceFile {
-			continue
-		}
-		js, err := bson.MarshalExtJSON(d.Definition, false, false)
-		if err != nil {
-			e.log.Error("EHR sync: endpoint definition", "endpoint", d.Name, "error", err.Error())
-			continue
-		}
-		if w := old[d.Name]; w != nil && w.def == string(js) {
+		if w := old[d.Name]; w != nil && w.def == d.Def {
 			keep = append(keep, w)
 			delete(old, d.Name)
 			continue
 		}
-		w, err := e.newWorker(d.Name, js)
+		w, err := e.newWorker(d)
 		if err != nil {
 			e.log.Error("EHR sync: endpoint definition", "endpoint", d.Name, "error", err.Error())
 			continue
@@ -153,8 +145,8 @@ func (e *Engine) Reload(ctx context.Context) error {
 	return nil
 }
 
-func (e *Engine) newWorker(name string, def []byte) (*worker, error) {
-	ep, _, err := ehr.ParseEndpoint(name, def, e.o.Sources)
+func (e *Engine) newWorker(d ehr.StoredDef) (*worker, error) {
+	ep, err := d.Parse(e.o.Sources)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +154,7 @@ func (e *Engine) newWorker(name string, def []byte) (*worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	return &worker{e: e, ep: ep, client: c, def: string(def)}, nil
+	return &worker{e: e, ep: ep, client: c, def: d.Def}, nil
 }
 
 // start runs w in Run's context; e.mu is held and e.run set.
