@@ -99,7 +99,7 @@ func New(st *store.Store, svc *resource.Service, reg *fhir.Registry, cfg ehr.Con
 		o.Now = time.Now
 	}
 	if o.Sleep == nil {
-		o.Sleep = sleep
+		o.Sleep = ehr.Sleep
 	}
 	if o.Client == nil {
 		o.Client = func(e ehr.Endpoint) (*http.Client, error) { return ehr.NewClient(e, ehr.ClientOptions{}) }
@@ -144,7 +144,7 @@ func (p *Puller) Run(ctx context.Context) {
 			p.log.Error("EHR pull: read the endpoint definitions", "error", err.Error())
 		}
 		// A real wait, not Options.Sleep: a test's clock is the workers'.
-		if sleep(ctx, p.o.Reload) != nil {
+		if ehr.Sleep(ctx, p.o.Reload) != nil {
 			break
 		}
 	}
@@ -222,28 +222,13 @@ func (p *Puller) newWorker(d ehr.StoredDef) (*worker, error) {
 
 // start runs w in Run's context; p.mu is held and p.run set.
 func (p *Puller) start(w *worker) {
-	if w.halted {
-		return
-	}
-	ctx, stop := context.WithCancel(p.run)
-	w.stop, w.exited = stop, make(chan struct{})
-	p.running.Go(func() {
-		defer close(w.exited)
-		w.run(ctx)
-	})
+	w.routine.Start(p.run, &p.running, w.run)
 }
 
 // halt stops w's goroutine, if it runs, and waits until it has given its
 // lease up.
 func (p *Puller) halt(w *worker) {
-	p.mu.Lock()
-	w.halted = true
-	stop, exited := w.stop, w.exited
-	p.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-exited
-	}
+	w.routine.Halt(&p.mu)
 }
 
 // current is a snapshot of the workers.
@@ -267,17 +252,6 @@ func (p *Puller) Step(ctx context.Context) error {
 // WorkerID is the store.WorkerState id of an endpoint's pull.
 func WorkerID(endpoint string) string { return "pull|" + endpoint }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // errLostLease stops a worker whose lease another instance took over.
 var errLostLease = errors.New("the endpoint's pull lease was taken over")
 
@@ -287,12 +261,10 @@ type worker struct {
 	ep     ehr.Endpoint
 	client *http.Client
 	// def is the stored definition of an API endpoint (JSON), to tell a
-	// changed one; stop and exited belong to its goroutine in Run, halted
-	// once it is stopped (all guarded by Puller.mu).
-	def    string
-	stop   context.CancelFunc
-	exited chan struct{}
-	halted bool
+	// changed one; routine is its goroutine in Run (both guarded by
+	// Puller.mu).
+	def     string
+	routine ehr.Routine
 
 	stepping sync.Mutex         // serialises steps (Run and a test's Step)
 	state    *store.WorkerState // as held; nil when not held

@@ -159,26 +159,11 @@ func (e *Engine) newWorker(d ehr.StoredDef) (*worker, error) {
 
 // start runs w in Run's context; e.mu is held and e.run set.
 func (e *Engine) start(w *worker) {
-	if w.halted {
-		return
-	}
-	ctx, stop := context.WithCancel(e.run)
-	w.stop, w.exited = stop, make(chan struct{})
-	e.running.Go(func() {
-		defer close(w.exited)
-		w.run(ctx)
-	})
+	w.routine.Start(e.run, &e.running, w.run)
 }
 
 // halt stops w's goroutine, if it runs, and waits until it has given its
 // lease up.
 func (e *Engine) halt(w *worker) {
-	e.mu.Lock()
-	w.halted = true
-	stop, exited := w.stop, w.exited
-	e.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-exited
-	}
+	w.routine.Halt(&e.mu)
 }

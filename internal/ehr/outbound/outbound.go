@@ -116,7 +116,7 @@ func New(st *store.Store, reg *fhir.Registry, mapper *mappings.Mapper, cfg ehr.C
 		o.Now = time.Now
 	}
 	if o.Sleep == nil {
-		o.Sleep = sleep
+		o.Sleep = ehr.Sleep
 	}
 	if o.Jitter == nil {
 		o.Jitter = mathrand.Float64
@@ -161,7 +161,7 @@ func (e *Engine) Run(ctx context.Context) {
 		}
 		// A real wait, not Options.Sleep: a test's clock or recorded
 		// waits are the workers'.
-		if sleep(ctx, e.o.Reload) != nil {
+		if ehr.Sleep(ctx, e.o.Reload) != nil {
 			break
 		}
 	}
@@ -201,17 +201,6 @@ func (e *Engine) worker(name string) *worker {
 	return nil
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // errLostLease stops a worker whose lease another instance took over.
 var errLostLease = errors.New("the endpoint's lease was taken over")
 
@@ -221,12 +210,10 @@ type worker struct {
 	ep     ehr.Endpoint
 	client *http.Client
 	// def is the stored definition of an API endpoint (JSON), to tell a
-	// changed one; stop and exited belong to its goroutine in Run, halted
-	// once it is stopped (all guarded by Engine.mu).
-	def    string
-	stop   context.CancelFunc
-	exited chan struct{}
-	halted bool
+	// changed one; routine is its goroutine in Run (both guarded by
+	// Engine.mu).
+	def     string
+	routine ehr.Routine
 
 	// stepping serialises steps (Run and a test's Step); the fields
 	// below belong to the step holding it.
