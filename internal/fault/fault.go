@@ -29,6 +29,9 @@ const (
 	UnsupportedMediaType             // 415
 	Unavailable                      // 503: the store cannot be reached
 	NotModified                      // 304: not an error to the client, but it short-circuits like one
+	Unauthorized                     // 401: no credentials, or credentials that do not verify
+	Forbidden                        // 403: verified, but the scopes, compartment or consent do not allow it
+	TooManyRequests                  // 429: the client's rate limit is spent
 )
 
 var status = map[Kind]int{
@@ -45,6 +48,9 @@ var status = map[Kind]int{
 	UnsupportedMediaType: http.StatusUnsupportedMediaType,
 	Unavailable:          http.StatusServiceUnavailable,
 	NotModified:          http.StatusNotModified,
+	Unauthorized:         http.StatusUnauthorized,
+	Forbidden:            http.StatusForbidden,
+	TooManyRequests:      http.StatusTooManyRequests,
 }
 
 // issueCode is the default OperationOutcome issue type of each kind.
@@ -62,6 +68,9 @@ var issueCode = map[Kind]string{
 	UnsupportedMediaType: "not-supported",
 	Unavailable:          "transient",
 	NotModified:          "informational",
+	Unauthorized:         "login",
+	Forbidden:            "forbidden",
+	TooManyRequests:      "throttled",
 }
 
 // Issue is one OperationOutcome.issue (fields in the FHIR element order).

@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/fault"
 )
 
@@ -77,6 +78,35 @@ func (a *api) recover(c *gin.Context) {
 			c.Abort()
 		}
 	}()
+	c.Next()
+}
+
+// anonymous is the principal of every request while authentication is off.
+var anonymous = &auth.Principal{Anonymous: true}
+
+// publicRoutes answer without credentials: a client discovers how to
+// authenticate from them.
+var publicRoutes = map[string]bool{"/fhir/metadata": true}
+
+// authenticate puts the request's principal in its context, or answers 401.
+// The entries of a batch or transaction are served with the bundle's
+// request context, so they act for the same principal.
+func (a *api) authenticate(c *gin.Context) {
+	if p := auth.FromContext(c.Request.Context()); p != nil || publicRoutes[c.FullPath()] {
+		c.Next()
+		return
+	}
+	p := anonymous
+	if a.Auth != nil {
+		var err error
+		if p, err = a.Auth.Authenticate(c.Request); err != nil {
+			c.Header("WWW-Authenticate", `Bearer realm="kapfhir"`)
+			a.fail(c, err)
+			c.Abort()
+			return
+		}
+	}
+	c.Request = c.Request.WithContext(auth.NewContext(c.Request.Context(), p))
 	c.Next()
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/ehr/inbound"
@@ -51,6 +52,10 @@ type Config struct {
 	// Pull is the inbound EHR pull, reloaded when an endpoint definition
 	// changes through the API; nil: none.
 	Pull *inbound.Puller
+	// Auth verifies each request's credentials; nil: authentication is
+	// off and every request acts as the anonymous local operator (the app
+	// allows that only on loopback).
+	Auth auth.Authenticator
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are
@@ -144,7 +149,7 @@ func New(cfg Config) http.Handler {
 	r.GET("/readyz", a.wrap(a.readyz))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 
-	f := r.Group("", a.negotiate)
+	f := r.Group("", a.negotiate, a.authenticate)
 	for _, rt := range routes {
 		a.interactions[rt.method+" "+rt.path] = strings.Fields(rt.interaction)[0]
 		h := rt.handler
