@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/kapfhir/kapfhir/internal/auth"
 )
 
 // Config is every setting of the service; README.md lists them.
@@ -49,7 +51,24 @@ type Config struct {
 	// Subscriptions turns on the rest-hook Subscription notifier: off,
 	// Subscriptions are stored (and checked) but stay requested.
 	Subscriptions bool `env:"KAPFHIR_SUBSCRIPTIONS" envDefault:"false"`
+	// AuthIssuers are the trusted token issuers, comma-separated, each
+	// "issuer" (keys discovered) or "issuer|jwks_uri"; empty:
+	// authentication is off, which internal/app allows only on loopback.
+	// Read them with Issuers.
+	AuthIssuers string `env:"KAPFHIR_AUTH_ISSUERS"`
+	// AuthAudience must be in a token's aud; empty: BaseURL (see Audience).
+	AuthAudience string `env:"KAPFHIR_AUTH_AUDIENCE"`
+	// AuthAuthorizeURL and AuthTokenURL are the authorization server's
+	// endpoints, advertised to SMART apps.
+	AuthAuthorizeURL string `env:"KAPFHIR_AUTH_AUTHORIZE_URL"`
+	AuthTokenURL     string `env:"KAPFHIR_AUTH_TOKEN_URL"`
+	// AuthLeeway is the clock skew allowed for a token's exp, nbf and iat.
+	AuthLeeway time.Duration `env:"KAPFHIR_AUTH_LEEWAY" envDefault:"30s"`
 }
+
+// maxLeeway bounds KAPFHIR_AUTH_LEEWAY: more would let expired tokens
+// live on noticeably.
+const maxLeeway = 5 * time.Minute
 
 // installPattern keeps the install name a plain URN segment.
 var installPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
@@ -89,12 +108,89 @@ func Load(environ map[string]string) (Config, error) {
 	if c.SyncLease < minSyncLease || c.SyncLease > maxSyncLease {
 		return c, fmt.Errorf("configuration: KAPFHIR_SYNC_LEASE must be between %v and %v", minSyncLease, maxSyncLease)
 	}
+	if err := c.checkAuth(); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		return c, fmt.Errorf("configuration: KAPFHIR_LOG_LEVEL must be debug, info, warn or error")
 	}
 	return c, nil
+}
+
+// checkAuth validates the KAPFHIR_AUTH_ variables together.
+func (c Config) checkAuth() error {
+	if c.AuthLeeway < 0 || c.AuthLeeway > maxLeeway {
+		return fmt.Errorf("KAPFHIR_AUTH_LEEWAY must be between 0s and %v", maxLeeway)
+	}
+	issuers, err := c.issuers()
+	if err != nil {
+		return err
+	}
+	if len(issuers) == 0 {
+		// A setting without issuers would be silently ignored: most
+		// likely KAPFHIR_AUTH_ISSUERS was forgotten or misspelt.
+		for _, v := range [][2]string{{"KAPFHIR_AUTH_AUDIENCE", c.AuthAudience}, {"KAPFHIR_AUTH_AUTHORIZE_URL", c.AuthAuthorizeURL}, {"KAPFHIR_AUTH_TOKEN_URL", c.AuthTokenURL}} {
+			if v[1] != "" {
+				return fmt.Errorf("%s is set but KAPFHIR_AUTH_ISSUERS is empty", v[0])
+			}
+		}
+		return nil
+	}
+	if c.Audience() == "" {
+		return errors.New("KAPFHIR_AUTH_ISSUERS is set: set KAPFHIR_AUTH_AUDIENCE (or KAPFHIR_BASE_URL, its default) to the audience tokens are issued for")
+	}
+	if c.AuthTokenURL == "" {
+		return errors.New("KAPFHIR_AUTH_ISSUERS is set: set KAPFHIR_AUTH_TOKEN_URL to the token endpoint SMART clients are told about")
+	}
+	for _, v := range [][2]string{{"KAPFHIR_AUTH_AUTHORIZE_URL", c.AuthAuthorizeURL}, {"KAPFHIR_AUTH_TOKEN_URL", c.AuthTokenURL}} {
+		if err := auth.CheckURL(v[1]); v[1] != "" && err != nil {
+			return fmt.Errorf("%s: %v", v[0], err)
+		}
+	}
+	return nil
+}
+
+// Issuers are the trusted token issuers of KAPFHIR_AUTH_ISSUERS (Load
+// has checked them); none: authentication is off.
+func (c Config) Issuers() []auth.Issuer {
+	is, _ := c.issuers()
+	return is
+}
+
+func (c Config) issuers() ([]auth.Issuer, error) {
+	var out []auth.Issuer
+	seen := map[string]bool{}
+	for i, entry := range strings.Split(c.AuthIssuers, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		iss, jwks, _ := strings.Cut(entry, "|")
+		is := auth.Issuer{URL: strings.TrimSpace(iss), JWKSURI: strings.TrimSpace(jwks)}
+		if err := auth.CheckURL(is.URL); err != nil || strings.Contains(is.URL, "?") {
+			return nil, fmt.Errorf("KAPFHIR_AUTH_ISSUERS entry %d: the issuer must be an https URL without query or fragment (http only on loopback): %q", i+1, is.URL)
+		}
+		if err := auth.CheckURL(is.JWKSURI); is.JWKSURI != "" && err != nil {
+			return nil, fmt.Errorf("KAPFHIR_AUTH_ISSUERS entry %d: jwks_uri: %v", i+1, err)
+		}
+		if seen[is.URL] {
+			return nil, fmt.Errorf("KAPFHIR_AUTH_ISSUERS entry %d: issuer %q is listed twice", i+1, is.URL)
+		}
+		seen[is.URL] = true
+		out = append(out, is)
+	}
+	return out, nil
+}
+
+// Audience is what a token's aud must contain: KAPFHIR_AUTH_AUDIENCE, or
+// else the FHIR base URL.
+func (c Config) Audience() string {
+	if c.AuthAudience != "" {
+		return c.AuthAudience
+	}
+	return c.BaseURL
 }
 
 // named rewrites parse errors to name the environment variable, which is

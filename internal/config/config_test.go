@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kapfhir/kapfhir/internal/auth"
 )
 
 func TestLoadDefaults(t *testing.T) {
@@ -16,7 +18,7 @@ func TestLoadDefaults(t *testing.T) {
 	want := Config{
 		HTTPAddr: "127.0.0.1:8080", DataDir: "./data", MongoDatabase: "kapfhir", MaxBodyBytes: 10 << 20,
 		LogLevel: "info", StoreTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second, TxnDeadline: 30 * time.Second,
-		ExportRetention: 24 * time.Hour, SyncInstall: "kapfhir", SyncLease: 90 * time.Second,
+		ExportRetention: 24 * time.Hour, SyncInstall: "kapfhir", SyncLease: 90 * time.Second, AuthLeeway: 30 * time.Second,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -37,6 +39,15 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"KAPFHIR_SYNC_INSTALL": "Clinic A"}, "KAPFHIR_SYNC_INSTALL must match"},
 		{map[string]string{"KAPFHIR_SYNC_LEASE": "500ms"}, "KAPFHIR_SYNC_LEASE must be between 1s and 1h0m0s"},
 		{map[string]string{"KAPFHIR_SYNC_LEASE": "2h"}, "KAPFHIR_SYNC_LEASE must be between"},
+		{map[string]string{"KAPFHIR_AUTH_LEEWAY": "1h"}, "KAPFHIR_AUTH_LEEWAY must be between 0s and 5m0s"},
+		{map[string]string{"KAPFHIR_AUTH_AUDIENCE": "x"}, "KAPFHIR_AUTH_AUDIENCE is set but KAPFHIR_AUTH_ISSUERS is empty"},
+		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "http://idp.example.org", "KAPFHIR_BASE_URL": "https://f/fhir", "KAPFHIR_AUTH_TOKEN_URL": "https://idp/t"}, "KAPFHIR_AUTH_ISSUERS entry 1: the issuer must be an https URL"},
+		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "https://a, https://b?x=1", "KAPFHIR_BASE_URL": "https://f/fhir", "KAPFHIR_AUTH_TOKEN_URL": "https://idp/t"}, "KAPFHIR_AUTH_ISSUERS entry 2"},
+		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "https://a|ftp://keys", "KAPFHIR_BASE_URL": "https://f/fhir", "KAPFHIR_AUTH_TOKEN_URL": "https://idp/t"}, "KAPFHIR_AUTH_ISSUERS entry 1: jwks_uri"},
+		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "https://a,https://a", "KAPFHIR_BASE_URL": "https://f/fhir", "KAPFHIR_AUTH_TOKEN_URL": "https://idp/t"}, "listed twice"},
+		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "https://a", "KAPFHIR_AUTH_TOKEN_URL": "https://idp/t"}, "set KAPFHIR_AUTH_AUDIENCE (or KAPFHIR_BASE_URL"},
+		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "https://a", "KAPFHIR_BASE_URL": "https://f/fhir"}, "set KAPFHIR_AUTH_TOKEN_URL"},
+		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "https://a", "KAPFHIR_BASE_URL": "https://f/fhir", "KAPFHIR_AUTH_TOKEN_URL": "http://idp/t"}, "KAPFHIR_AUTH_TOKEN_URL: \"http://idp/t\" must be https"},
 	} {
 		_, err := Load(tc.env)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -52,5 +63,31 @@ func TestLoadPaths(t *testing.T) {
 	}
 	if got := []string{c.EHRConfig, c.KAPRules}; !cmp.Equal(got, []string{"/etc/kapfhir/ehr.yaml", "/etc/kapfhir/rules.json"}) {
 		t.Errorf("paths %v", got)
+	}
+}
+
+func TestLoadAuth(t *testing.T) {
+	c, err := Load(map[string]string{
+		"KAPFHIR_AUTH_ISSUERS":       " https://idp.example.org/realms/clinic , http://127.0.0.1:9000|http://127.0.0.1:9000/keys",
+		"KAPFHIR_BASE_URL":           "https://fhir.example.org/fhir",
+		"KAPFHIR_AUTH_TOKEN_URL":     "https://idp.example.org/realms/clinic/token",
+		"KAPFHIR_AUTH_AUTHORIZE_URL": "https://idp.example.org/realms/clinic/auth",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []auth.Issuer{{URL: "https://idp.example.org/realms/clinic"}, {URL: "http://127.0.0.1:9000", JWKSURI: "http://127.0.0.1:9000/keys"}}
+	if d := cmp.Diff(want, c.Issuers()); d != "" {
+		t.Errorf("issuers (-want +got):\n%s", d)
+	}
+	if c.Audience() != "https://fhir.example.org/fhir" {
+		t.Errorf("audience %q, want the base URL", c.Audience())
+	}
+	c.AuthAudience = "api://kapfhir"
+	if c.Audience() != "api://kapfhir" {
+		t.Errorf("audience %q, want KAPFHIR_AUTH_AUDIENCE", c.Audience())
+	}
+	if off, err := Load(map[string]string{}); err != nil || off.Issuers() != nil {
+		t.Errorf("no issuers: %v, %v", off.Issuers(), err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/search"
 )
 
@@ -147,7 +148,8 @@ func (l *interactionLevels) addOperation(rt route, seen map[string]bool) {
 
 // capabilityStatement describes what the routes table serves, for every
 // resource type the validator knows, with the search parameters of reg.
-func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version string, started time.Time) []byte {
+// With smart, rest.security says how to get a token.
+func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version string, started time.Time, smart *auth.SMART) []byte {
 	includes, revIncludes := includeTargets(reg)
 	var resources []capResource
 	for _, t := range fhir.ResourceTypes() {
@@ -201,6 +203,9 @@ func capabilityStatement(reg *fhir.Registry, levels interactionLevels, version s
 	}
 	if len(levels.systemOps) > 0 {
 		cs["rest"].([]map[string]any)[0]["operation"] = levels.systemOps
+	}
+	if smart != nil {
+		cs["rest"].([]map[string]any)[0]["security"] = restSecurity(*smart)
 	}
 	b, _ := json.Marshal(cs)
 	return b

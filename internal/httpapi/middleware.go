@@ -86,7 +86,10 @@ var anonymous = &auth.Principal{Anonymous: true}
 
 // publicRoutes answer without credentials: a client discovers how to
 // authenticate from them.
-var publicRoutes = map[string]bool{"/fhir/metadata": true}
+var publicRoutes = map[string]bool{"/fhir/metadata": true, smartConfigRoute: true}
+
+// realm names the protection space in WWW-Authenticate challenges.
+const realm = "kapfhir"
 
 // authenticate puts the request's principal in its context, or answers 401.
 // The entries of a batch or transaction are served with the bundle's
@@ -100,7 +103,9 @@ func (a *api) authenticate(c *gin.Context) {
 	if a.Auth != nil {
 		var err error
 		if p, err = a.Auth.Authenticate(c.Request); err != nil {
-			c.Header("WWW-Authenticate", `Bearer realm="kapfhir"`)
+			if fault.Is(err, fault.Unauthorized) {
+				c.Header("WWW-Authenticate", auth.Challenge(realm, err))
+			}
 			a.fail(c, err)
 			c.Abort()
 			return

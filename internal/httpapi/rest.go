@@ -20,7 +20,7 @@ import (
 )
 
 func (a *api) capabilities(c *gin.Context) error {
-	c.Data(http.StatusOK, fhirJSON, pretty(c, capabilityStatement(a.Registry, a.levels, a.Version, a.Started)))
+	c.Data(http.StatusOK, fhirJSON, pretty(c, capabilityStatement(a.Registry, a.levels, a.Version, a.Started, a.SMART)))
 	return nil
 }
 

@@ -56,6 +56,10 @@ type Config struct {
 	// off and every request acts as the anonymous local operator (the app
 	// allows that only on loopback).
 	Auth auth.Authenticator
+	// SMART is what /fhir/.well-known/smart-configuration and the
+	// CapabilityStatement's rest.security advertise of the authorization
+	// server; nil (authentication off): neither does.
+	SMART *auth.SMART
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are
@@ -69,6 +73,7 @@ type route struct {
 
 var routes = append([]route{
 	{"GET", "/fhir/metadata", "capabilities", "", (*api).capabilities},
+	{"GET", smartConfigRoute, "smart-configuration", "", (*api).smartConfiguration},
 	// Both system interactions, by the Bundle's type; metrics say the first.
 	{"POST", "/fhir", "transaction batch", "system", (*api).bundleInteraction},
 	{"GET", "/fhir", "search-system", "system", (*api).searchType},

@@ -11,11 +11,15 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -191,4 +195,83 @@ func PublicJWK(t testing.TB, k jose.JSONWebKey) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// BadToken is an Authorization header that must not authenticate.
+type BadToken struct {
+	Name   string
+	Header string // empty: none sent
+	// Desc is a phrase of the error_description; empty: no token was
+	// sent, so the challenge has no error code.
+	Desc string
+}
+
+// CheckChallenge checks a WWW-Authenticate value (realm "kapfhir") for b:
+// no error code without a token, else invalid_token saying Desc and not
+// quoting the token.
+func (b BadToken) CheckChallenge(ch string) error {
+	if b.Desc == "" {
+		if ch != `Bearer realm="kapfhir"` {
+			return fmt.Errorf("%s: challenge %s, want no error code", b.Name, ch)
+		}
+		return nil
+	}
+	if !strings.HasPrefix(ch, `Bearer realm="kapfhir", error="invalid_token", error_description="`) || !strings.Contains(ch, b.Desc) {
+		return fmt.Errorf("%s: challenge %s, want invalid_token saying %q", b.Name, ch, b.Desc)
+	}
+	if tok := strings.TrimPrefix(b.Header, "Bearer "); len(tok) > 8 && strings.Contains(ch, tok) {
+		return fmt.Errorf("%s: challenge quotes the token: %s", b.Name, ch)
+	}
+	return nil
+}
+
+// BadTokens are the ways a token fails for a server trusting is with
+// audience: missing, expired, not yet valid, wrong issuer or audience, bad
+// signature, algorithm confusion (none, HS256 keyed with the public key),
+// malformed, and claims of the wrong type.
+func BadTokens(t testing.TB, is *Issuer, audience string) []BadToken {
+	t.Helper()
+	other := New(t)
+	now := time.Now()
+	good := func() map[string]any { return is.Claims(audience) }
+	set := func(c map[string]any, k string, v any) map[string]any {
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+		return c
+	}
+	signing := is.Key()
+	der, err := x509.MarshalPKIXPublicKey(signing.Public().Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	stranger := other.Key()
+	stranger.KeyID = signing.KeyID // same kid, another key: the signature cannot verify
+	parts := strings.Split(is.Token(t, good()), ".")
+	tampered := parts[0] + "." + strings.Split(is.Token(t, set(good(), "sub", "admin")), ".")[1] + "." + parts[2]
+	return []BadToken{
+		{"missing", "", ""},
+		{"other scheme", "Basic dXNlcjpwYXNz", ""},
+		{"expired", "Bearer " + is.Token(t, set(good(), "exp", now.Add(-time.Hour).Unix())), "expired"},
+		{"no exp", "Bearer " + is.Token(t, set(good(), "exp", nil)), "no expiry"},
+		{"not yet valid", "Bearer " + is.Token(t, set(good(), "nbf", now.Add(time.Hour).Unix())), "not valid yet"},
+		{"issued in the future", "Bearer " + is.Token(t, set(good(), "iat", now.Add(time.Hour).Unix())), "not valid yet"},
+		{"wrong iss", "Bearer " + is.Token(t, set(good(), "iss", other.URL)), "issuer is not trusted"},
+		{"wrong aud", "Bearer " + is.Token(t, set(good(), "aud", "https://elsewhere.example/fhir")), "not meant for this server"},
+		{"no aud", "Bearer " + is.Token(t, set(good(), "aud", nil)), "not meant for this server"},
+		{"bad signature", "Bearer " + Sign(t, stranger, good()), "signature does not verify"},
+		{"tampered payload", "Bearer " + tampered, "signature does not verify"},
+		{"alg none", "Bearer " + Forged(t, "none", signing.KeyID, nil, good()), "not a JWT signed with one of"},
+		{"HS256 with the PEM public key", "Bearer " + Forged(t, "HS256", signing.KeyID, pubPEM, good()), "not a JWT signed with one of"},
+		{"HS256 with the JWK", "Bearer " + Forged(t, "HS256", signing.KeyID, PublicJWK(t, signing), good()), "not a JWT signed with one of"},
+		{"malformed", "Bearer not.a.jwt", "not a JWT"},
+		{"not base64", "Bearer ab$cd", "well-formed bearer token"},
+		{"empty bearer", "Bearer ", "well-formed bearer token"},
+		{"scope a number", "Bearer " + is.Token(t, set(good(), "scope", 7)), "scope claim"},
+		{"purpose an object", "Bearer " + is.Token(t, set(good(), "purpose_of_use", map[string]string{"a": "b"})), "purpose_of_use claim"},
+		{"client_id a number", "Bearer " + is.Token(t, set(good(), "client_id", 7)), "claims are malformed"},
+	}
 }
