@@ -20,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/config"
@@ -68,6 +69,11 @@ type Options struct {
 // binds the listener and builds the HTTP handler. Serve runs it.
 func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 	a := &App{cfg: cfg, log: o.Logger, mongoURI: cfg.MongoURI}
+	// Whether requests need a token is settled before anything opens.
+	authn, smart, err := authentication(cfg, o.Logger)
+	if err != nil {
+		return nil, err
+	}
 	// The clinic's rules are checked before anything starts.
 	rules, err := kap.LoadRules(cfg.KAPRules)
 	if err != nil {
@@ -165,6 +171,8 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		Started:      time.Now(),
 		Cursors:      cursors,
 		Kap:          kapSvc,
+		Auth:         authn,
+		SMART:        smart,
 	})
 	a.server = &http.Server{
 		Handler:           handler,
@@ -178,7 +186,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		where = "MongoDB database " + cfg.MongoDatabase
 	}
 	o.Logger.Info("kapfhir listening", "addr", ln.Addr().String(), "fhir_base", a.URL()+"/fhir",
-		"store", storeKind, "store_location", where, "version", Version())
+		"store", storeKind, "store_location", where, "version", Version(), "auth", authn != nil)
 	return a, nil
 }
 
@@ -238,6 +246,34 @@ func (a *App) Serve(ctx context.Context) error {
 	a.closeStore()
 	a.log.Info("stopped")
 	return err
+}
+
+// authentication is the verifier of the tokens of the configured issuers.
+// With none, authentication is off: every request acts as the local
+// operator, which is allowed only while listening on loopback (the
+// zero-config first run), with a warning; anywhere else the start fails.
+func authentication(cfg config.Config, log *slog.Logger) (auth.Authenticator, *auth.SMART, error) {
+	issuers := cfg.Issuers()
+	if len(issuers) == 0 {
+		host, _, err := net.SplitHostPort(cfg.HTTPAddr)
+		if err != nil || !auth.IsLoopback(host) {
+			return nil, nil, fmt.Errorf("authentication is off (KAPFHIR_AUTH_ISSUERS is empty), which is allowed only on a loopback address, "+
+				"and KAPFHIR_HTTP_ADDR is %q: set KAPFHIR_AUTH_ISSUERS and KAPFHIR_AUTH_TOKEN_URL (see docs/operations.md, Authentication), "+
+				"or listen on 127.0.0.1", cfg.HTTPAddr)
+		}
+		log.Warn("AUTHENTICATION IS OFF: every request acts as the local operator with full access; allowed only because KAPFHIR_HTTP_ADDR is a loopback address. "+
+			"To require OAuth2 bearer tokens set KAPFHIR_AUTH_ISSUERS and KAPFHIR_AUTH_TOKEN_URL (see docs/operations.md, Authentication)",
+			"addr", cfg.HTTPAddr)
+		return nil, nil, nil
+	}
+	j, err := auth.NewJWT(auth.Options{Issuers: issuers, Audience: cfg.Audience(), Leeway: cfg.AuthLeeway})
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("authentication on: OAuth2 bearer tokens required", "issuers", len(issuers), "audience", cfg.Audience())
+	// Discovery names the first issuer: SMART has room for one.
+	smart := &auth.SMART{Issuer: issuers[0].URL, JWKSURI: issuers[0].JWKSURI, AuthorizeURL: cfg.AuthAuthorizeURL, TokenURL: cfg.AuthTokenURL}
+	return j, smart, nil
 }
 
 // newSync builds the outbound EHR sync engine (its workers start in
