@@ -416,6 +416,8 @@ func TestRunBadConfig(t *testing.T) {
 		// Values that do not parse are reported by field; want only the prefix.
 		{"body limit not a number", "KAPFHIR_MAX_BODY_BYTES=lots", "configuration:"},
 		{"timeout not a duration", "KAPFHIR_SHUTDOWN_TIMEOUT=soon", "configuration:"},
+		// Authentication off is refused beyond loopback.
+		{"no issuers on 0.0.0.0", "KAPFHIR_HTTP_ADDR=0.0.0.0:0", "KAPFHIR_AUTH_ISSUERS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")

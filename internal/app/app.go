@@ -257,7 +257,7 @@ func authentication(cfg config.Config, log *slog.Logger) (auth.Authenticator, *a
 	if len(issuers) == 0 {
 		host, _, err := net.SplitHostPort(cfg.HTTPAddr)
 		if err != nil || !auth.IsLoopback(host) {
-			return nil, nil, fmt.Errorf("authentication is off (KAPFHIR_AUTH_ISSUERS is empty), which is allowed only on a loopback address, "+
+			return nil, nil, fmt.Errorf("configuration: authentication is off (KAPFHIR_AUTH_ISSUERS is empty), which is allowed only on a loopback address, "+
 				"and KAPFHIR_HTTP_ADDR is %q: set KAPFHIR_AUTH_ISSUERS and KAPFHIR_AUTH_TOKEN_URL (see docs/operations.md, Authentication), "+
 				"or listen on 127.0.0.1", cfg.HTTPAddr)
 		}
