@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -223,5 +224,53 @@ func TestCheckURL(t *testing.T) {
 		if err := auth.CheckURL(u); (err == nil) != ok {
 			t.Errorf("CheckURL(%q) = %v, want ok %v", u, err, ok)
 		}
+	}
+}
+
+// Keys are discovered from the OpenID metadata, else from the SMART
+// configuration; metadata naming another issuer is not trusted.
+func TestDiscovery(t *testing.T) {
+	is := authtest.New(t)
+	for _, tt := range []struct {
+		name   string
+		openid string // the openid-configuration's issuer; empty: 404
+		smart  string // the smart-configuration's issuer; empty: 404
+		ok     bool   // else 503: the keys cannot be had
+	}{
+		{"smart-configuration only", "", "self", true},
+		{"openid-configuration names another issuer", "https://idp.example.org", "", false},
+		{"neither", "", "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var self string
+			meta := func(iss string) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) {
+					if iss == "" {
+						http.NotFound(w, r)
+						return
+					}
+					if iss == "self" {
+						iss = self
+					}
+					w.Header().Set("Content-Type", "application/json")
+					_ = json.NewEncoder(w).Encode(map[string]string{"issuer": iss, "jwks_uri": is.URL + "/jwks"})
+				}
+			}
+			mux := http.NewServeMux()
+			mux.Handle("/.well-known/openid-configuration", meta(tt.openid))
+			mux.Handle("/.well-known/smart-configuration", meta(tt.smart))
+			srv := httptest.NewServer(mux)
+			t.Cleanup(srv.Close)
+			self = srv.URL
+			j := newJWT(t, auth.Options{Issuers: []auth.Issuer{{URL: srv.URL}}})
+			// The issuer's keys (of is) signing for the issuer at srv.
+			p, err := j.Authenticate(bearer(is.Token(t, with(is.Claims(audience), "iss", srv.URL))))
+			switch {
+			case tt.ok && (err != nil || p.Issuer != srv.URL):
+				t.Errorf("Authenticate: %v, %v; want the principal", p, err)
+			case !tt.ok && !fault.Is(err, fault.Unavailable):
+				t.Errorf("Authenticate: %v; want 503", err)
+			}
+		})
 	}
 }
