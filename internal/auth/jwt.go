@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -152,7 +153,10 @@ func (j *JWT) verify(r *http.Request, token string) (*Principal, error) {
 		return nil, invalid("the bearer token's issuer is not trusted by this server")
 	}
 	hdr := sig.Signatures[0].Header
-	keys, err := src.lookup(r.Context(), hdr.KeyID)
+	// The fetch outlives a client that hangs up (it is bounded by its own
+	// timeout): a cancelled fetch would count as a failure and hold every
+	// client off the keys for the refetch interval.
+	keys, err := src.lookup(context.WithoutCancel(r.Context()), hdr.KeyID)
 	if err != nil {
 		e := fault.New(fault.Unavailable, "", "the keys of the bearer token's issuer cannot be fetched; try again later")
 		e.Err = err

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -272,5 +273,17 @@ func TestDiscovery(t *testing.T) {
 				t.Errorf("Authenticate: %v; want 503", err)
 			}
 		})
+	}
+}
+
+// A client that hangs up does not cancel the key fetch: otherwise its
+// failure would hold every client off the keys for the refetch interval.
+func TestFetchOutlivesTheRequest(t *testing.T) {
+	is := authtest.New(t)
+	j := newJWT(t, auth.Options{Issuers: []auth.Issuer{{URL: is.URL}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := j.Authenticate(bearer(is.Token(t, is.Claims(audience))).WithContext(ctx)); err != nil {
+		t.Errorf("with the request cancelled: %v", err)
 	}
 }
