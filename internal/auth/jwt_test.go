@@ -194,16 +194,18 @@ func TestKeyRotation(t *testing.T) {
 	}
 }
 
-// An issuer whose keys cannot be fetched answers 503, not 401: the token
-// may well be good.
+// An issuer whose keys cannot be fetched (too large, too slow, down)
+// answers 503, not 401: the token may well be good.
 func TestKeysUnavailable(t *testing.T) {
 	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"keys":[` + strings.Repeat(" ", 4096) + `]}`))
 	}))
 	t.Cleanup(big.Close)
-	for _, jwks := range []string{big.URL + "/jwks", "http://127.0.0.1:1/jwks"} {
+	hangs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(hangs.Close)
+	for _, jwks := range []string{big.URL + "/jwks", hangs.URL + "/jwks", "http://127.0.0.1:1/jwks"} {
 		is := authtest.New(t)
-		j := newJWT(t, auth.Options{Issuers: []auth.Issuer{{URL: is.URL, JWKSURI: jwks}}, MaxKeyBytes: 1024})
+		j := newJWT(t, auth.Options{Issuers: []auth.Issuer{{URL: is.URL, JWKSURI: jwks}}, MaxKeyBytes: 1024, FetchTimeout: 100 * time.Millisecond})
 		_, err := j.Authenticate(bearer(is.Token(t, is.Claims(audience))))
 		if !fault.Is(err, fault.Unavailable) {
 			t.Errorf("%s: %v, want 503", jwks, err)
