@@ -159,6 +159,18 @@ func (p *Principal) Grant(perm Perm, typ string) Context {
 	return grant
 }
 
+// Lacking returns the permissions of perm the principal holds on typ in
+// no context, for naming what a refused request needs.
+func (p *Principal) Lacking(perm Perm, typ string) Perm {
+	var out Perm
+	for bit := Create; bit <= Search; bit <<= 1 {
+		if perm&bit != 0 && p.Grant(bit, typ) == None {
+			out |= bit
+		}
+	}
+	return out
+}
+
 // Missing names the scope that would grant perm on typ, for a 403's
 // diagnostics: in the context wanted, or as any of them.
 func Missing(ctx Context, perm Perm, typ string) string {

@@ -104,3 +104,10 @@ func TestMissingInContext(t *testing.T) {
 		t.Errorf("Missing = %q", got)
 	}
 }
+
+func TestLacking(t *testing.T) {
+	p := Principal{Scopes: []string{"user/Observation.cu"}}
+	if got := p.Lacking(Create|Update|Search, "Observation"); got != Search {
+		t.Errorf("Lacking = %v, want s", got)
+	}
+}
