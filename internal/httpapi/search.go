@@ -60,12 +60,18 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 // system search to the types it may search with a user/ or system/
 // grant (a type named in _type that it may not is a 403), a type or
 // compartment search under a patient/ grant to the patient's compartment.
+// A chain or _has searches its type too: it needs s on it.
 func (a *api) restrictSearch(c *gin.Context, params url.Values, req *search.Request) error {
-	if c.Param("type") == "" {
-		p, err := principal(c)
-		if err != nil || p.Anonymous {
-			return err
+	p, err := principal(c)
+	if err != nil || p.Anonymous {
+		return err
+	}
+	for _, j := range req.Joins {
+		if p.Grant(auth.Search, j.Type) == auth.None {
+			return forbidden(auth.Missing(auth.None, auth.Search, j.Type) + " (for " + j.Name + ")")
 		}
+	}
+	if c.Param("type") == "" {
 		if req.Types == nil { // one type: a type search in all but name
 			_, err = grantedTypes(p, auth.Search, []string{req.Type}, true)
 			return err
