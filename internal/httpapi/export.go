@@ -183,6 +183,9 @@ func exportScopes(c *gin.Context, req *bulkexport.Request) error {
 	if err != nil || p.Anonymous {
 		return err
 	}
+	if req.Level == store.ExportGroup && p.Grant(auth.Read, "Group") < auth.UserContext {
+		return forbidden("user/ or system/ Group.r") // the members are read from the Group
+	}
 	explicit := len(req.Types) > 0
 	types := req.Types
 	if !explicit {

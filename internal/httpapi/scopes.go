@@ -48,7 +48,7 @@ type scopeNeed struct {
 }
 
 // parseScopeRule parses a routes table's scope column; an error is a
-// defect of the table (TestScopeRules parses every route's).
+// defect of the table (TestScopeRuleColumn parses every route's).
 func parseScopeRule(s string) (scopeRule, error) {
 	var r scopeRule
 	for _, f := range strings.Fields(s) {

@@ -312,6 +312,9 @@ func TestScopeExport(t *testing.T) {
 	if r := s.as("exp-obs", "GET", "/fhir/$export?_type=Patient", "", async...); r.status != 403 || !strings.Contains(string(r.body), "Patient.r") {
 		t.Errorf("export of a type not granted: %d %s", r.status, r.body)
 	}
+	if r := s.as("exp-obs", "GET", "/fhir/Group/g1/$export", "", async...); r.status != 403 || !strings.Contains(string(r.body), "Group.r") {
+		t.Errorf("group export without Group.r: %d %s", r.status, r.body)
+	}
 	r := s.as("exp-obs", "GET", "/fhir/$export", "", async...)
 	if r.status != 202 {
 		t.Fatalf("kick-off: %d %s", r.status, r.body)
