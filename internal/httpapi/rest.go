@@ -150,12 +150,16 @@ func (a *api) update(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := a.writeTarget(c, typ, id, true); err != nil {
+	cur, err := a.writeTarget(c, typ, id, true)
+	if err != nil {
 		return err
 	}
 	return a.write(c, a.written, func(ctx context.Context, ifMatch *int64) (*resource.Outcome, error) {
 		res, err := a.parse(c, typ)
 		if err != nil {
+			return nil, err
+		}
+		if ifMatch, err = checkedVersion(cur, ifMatch); err != nil {
 			return nil, err
 		}
 		return a.Resources.Update(ctx, typ, id, res, ifMatch)
@@ -201,8 +205,7 @@ func (a *api) patchInstance(c *gin.Context) error {
 		}
 		if cur != nil {
 			// A patient/ grant: the patched resource must stay in the
-			// compartment, so it is patched here first and the write
-			// is tied to the version checked.
+			// compartment, so it is patched here first.
 			res, err := fhir.ApplyPatch([]byte(cur.Raw), p)
 			if err != nil {
 				return nil, err
@@ -210,9 +213,9 @@ func (a *api) patchInstance(c *gin.Context) error {
 			if err := checkContent(c, a.Registry, res); err != nil {
 				return nil, err
 			}
-			if ifMatch == nil {
-				ifMatch = &cur.VersionID
-			}
+		}
+		if ifMatch, err = checkedVersion(cur, ifMatch); err != nil {
+			return nil, err
 		}
 		return a.Resources.Patch(ctx, typ, id, p, ifMatch)
 	})
@@ -237,10 +240,15 @@ func (a *api) delete(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := a.writeTarget(c, typ, id, false); err != nil {
+	cur, err := a.writeTarget(c, typ, id, false)
+	if err != nil {
 		return err
 	}
 	return a.write(c, a.deleted, func(ctx context.Context, ifMatch *int64) (*resource.Outcome, error) {
+		ifMatch, err := checkedVersion(cur, ifMatch)
+		if err != nil {
+			return nil, err
+		}
 		return a.Resources.Delete(ctx, typ, id, ifMatch)
 	})
 }
@@ -312,6 +320,20 @@ func (a *api) compartmentCriteria(c *gin.Context, typ, query string) (*search.Re
 		}
 	}
 	return crit, nil
+}
+
+// checkedVersion ties a write to cur, the version writeTarget checked
+// (nil: none was), so that a version written meanwhile is not changed
+// unchecked: the write's If-Match becomes cur's version, and a different
+// If-Match fails as it would against cur.
+func checkedVersion(cur *store.Record, ifMatch *int64) (*int64, error) {
+	switch {
+	case cur == nil:
+		return ifMatch, nil
+	case ifMatch != nil && *ifMatch != cur.VersionID:
+		return nil, fault.New(fault.PreconditionFailed, "", "If-Match W/\"%d\" is not the current version", *ifMatch)
+	}
+	return &cur.VersionID, nil
 }
 
 // writeTarget checks the resource an update, patch or delete by id

@@ -208,6 +208,8 @@ func TestScopeCompartment(t *testing.T) {
 		{name: "update own out", token: "pat1", method: "PUT", path: "/fhir/Observation/o1", body: obs("o1", "p2"), want: 403, missing: "compartment"},
 		{name: "patch own out", token: "pat1", method: "PATCH", path: "/fhir/Observation/o1", body: `[{"op":"replace","path":"/subject/reference","value":"Patient/p2"}]`, headers: jp, want: 403, missing: "compartment"},
 		{name: "patch own", token: "pat1", method: "PATCH", path: "/fhir/Observation/o1", body: `[{"op":"replace","path":"/status","value":"amended"}]`, headers: jp, want: 200},
+		{name: "update own with a stale If-Match", token: "pat1", method: "PUT", path: "/fhir/Observation/o1", body: obs("o1", "p1"), headers: []string{"If-Match", `W/"1"`}, want: 412},
+		{name: "update own", token: "pat1", method: "PUT", path: "/fhir/Observation/o1", body: obs("o1", "p1"), headers: []string{"If-Match", `W/"2"`}, want: 200},
 		{name: "delete other", token: "pat1", method: "DELETE", path: "/fhir/Observation/o2", want: 403, missing: "compartment"},
 		{name: "conditional delete does not reach other", token: "pat1", method: "DELETE", path: "/fhir/Observation?_id=o2", want: 204},
 		{name: "other still there", token: "admin", method: "GET", path: "/fhir/Observation/o2", want: 200},
