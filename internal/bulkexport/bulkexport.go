@@ -99,6 +99,9 @@ type Request struct {
 	Types    []string  // empty: every type (in the Patient compartment below system level)
 	Since    time.Time // zero: none
 	URL      string    // the kick-off request, for the manifest
+	// Requester names the principal kicking the job off (issuer, subject
+	// and client of its token; empty without authentication).
+	Requester string
 }
 
 // InPatientCompartment reports whether resources of typ can be in a
@@ -113,7 +116,7 @@ func (r *Runner) Kickoff(ctx context.Context, req Request) (*store.ExportJob, er
 	now := r.now().UTC().Truncate(time.Millisecond) // the store keeps milliseconds
 	job := &store.ExportJob{
 		ID: randomID(16), Level: req.Level, Patients: req.Patients, Types: req.Types, Since: req.Since,
-		Request: req.URL, TransactionTime: now, Created: now,
+		Request: req.URL, Requester: req.Requester, TransactionTime: now, Created: now,
 	}
 	if req.Level == store.ExportGroup {
 		rec, err := r.st.Current(ctx, "Group", req.Group)

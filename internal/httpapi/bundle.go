@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/patch"
 	"github.com/kapfhir/kapfhir/internal/resource"
@@ -181,6 +182,9 @@ func (a *api) transaction(c *gin.Context, b *fhir.Bundle) ([]*entry, error) {
 		if err != nil {
 			return nil, locate(err, entries[i].expr)
 		}
+	}
+	if err := transactionScopes(c, entries); err != nil {
+		return nil, err
 	}
 	sorted := order(entries)
 	refs := &resolver{a: a, ctx: ctx, ids: map[string]string{}, cache: map[string]string{}}
@@ -439,7 +443,7 @@ func (a *api) batch(c *gin.Context, b *fhir.Bundle) []*entry {
 	for _, e := range order(entries) {
 		switch {
 		case e.resp != nil:
-		case plainWrite(e):
+		case plainWrite(e) && entryGranted(c, e):
 			// Two versions of one resource: one after the other.
 			if len(group) == groupSize || e.method != "POST" && written[e.path] {
 				flush()
@@ -470,6 +474,78 @@ func noConditionalReferences(e *entry) error {
 		}
 		return ref, nil
 	})
+}
+
+// entryScope is the permission on a resource type an entry needs: for a
+// write, all it may need (a PUT may create); for a read or search, r or s
+// on the type its URL starts with (the router checks the rest when the
+// entry is dispatched). typ is "" for a GET of no type (system search).
+func entryScope(e *entry) (auth.Perm, string) {
+	typ, id, _ := strings.Cut(e.path, "/")
+	if !fhir.IsResourceType(typ) {
+		return 0, ""
+	}
+	var perm auth.Perm
+	switch e.method {
+	case "GET", "HEAD":
+		if id == "" {
+			return auth.Search, typ
+		}
+		return auth.Read, typ
+	case "POST":
+		perm = auth.Create
+		if e.req.IfNoneExist != "" {
+			perm |= auth.Search
+		}
+	case "PUT":
+		perm = auth.Update | auth.Create
+	case "DELETE":
+		perm = auth.Delete
+	case "PATCH":
+		perm = auth.Update
+	}
+	if e.query != "" {
+		perm |= auth.Search
+	}
+	return perm, typ
+}
+
+// transactionScopes checks every entry of a transaction before anything is
+// written: one the scopes do not grant fails the whole transaction (403,
+// naming the entry). Writes need a user/ or system/ grant: a transaction
+// commits its writes without the per-request compartment checks that a
+// patient/ grant needs.
+func transactionScopes(c *gin.Context, entries []*entry) error {
+	p, err := principal(c)
+	if err != nil || p.Anonymous {
+		return err
+	}
+	for _, e := range entries {
+		perm, typ := entryScope(e)
+		if typ == "" {
+			continue // dispatched through the router, which checks it
+		}
+		switch g := p.Grant(perm, typ); {
+		case g == auth.None:
+			return locate(forbidden(auth.Missing(auth.None, p.Lacking(perm, typ), typ)), e.expr)
+		case g == auth.PatientContext && e.method != "GET" && e.method != "HEAD":
+			return locate(fault.New(fault.Forbidden, "", "patient/ scopes do not write through a transaction; it needs user/ or system/ %s.%s", typ, perm), e.expr)
+		}
+	}
+	return nil
+}
+
+// entryGranted reports whether a batch's plain write may be committed in
+// a group: its scopes grant it beyond the patient compartment. Any other
+// is dispatched through the router alone, which answers it (403 when it is
+// not granted, the compartment checks under a patient/ grant).
+func entryGranted(c *gin.Context, e *entry) bool {
+	p, err := principal(c)
+	if err != nil {
+		return false
+	}
+	perm, typ := entryScope(e)
+	return typ != "" && p.Grant(perm, typ) >= auth.UserContext
 }
 
 // plainWrite reports whether a batch entry is a create, update or delete

@@ -3,12 +3,14 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -61,6 +63,9 @@ func (a *api) exportKickoff(c *gin.Context, req bulkexport.Request) error {
 		if err := exportParam(&req, p, lenient); err != nil {
 			return err
 		}
+	}
+	if err := exportScopes(c, &req); err != nil {
+		return err
 	}
 	req.URL = a.base(c) + strings.TrimPrefix(c.Request.URL.RequestURI(), "/fhir")
 	job, err := a.Exports.Kickoff(c.Request.Context(), req)
@@ -168,8 +173,66 @@ func unsupportedExportParam(name string, lenient bool) error {
 
 // exportStatus answers GET /fhir/_export/{job}: 202 with Retry-After and
 // X-Progress while the job runs, the manifest when it is done.
-func (a *api) exportStatus(c *gin.Context) error {
+// exportScopes checks an export against the principal's scopes: every
+// type it names, or without _type the types it would export, needs a
+// user/ or system/ grant of r; without _type the export is narrowed to
+// the types granted. A patient/ grant exports nothing: bulk export is for
+// population-level clients. The job records its requester.
+func exportScopes(c *gin.Context, req *bulkexport.Request) error {
+	p, err := principal(c)
+	if err != nil || p.Anonymous {
+		return err
+	}
+	if req.Level == store.ExportGroup && p.Grant(auth.Read, "Group") < auth.UserContext {
+		return forbidden("user/ or system/ Group.r") // the members are read from the Group
+	}
+	explicit := len(req.Types) > 0
+	types := req.Types
+	if !explicit {
+		for _, t := range fhir.ResourceTypes() {
+			if req.Level == store.ExportSystem || bulkexport.InPatientCompartment(t) {
+				types = append(types, t)
+			}
+		}
+	}
+	granted, err := grantedTypes(p, auth.Read, types, explicit)
+	if err != nil {
+		return err
+	}
+	if explicit || len(granted) < len(types) {
+		req.Types = granted // else every type, as without scopes
+	}
+	req.Requester = requester(p)
+	return nil
+}
+
+// requester names a principal as an export job's requester.
+func requester(p *auth.Principal) string {
+	if p.Anonymous {
+		return ""
+	}
+	return strconv.Quote(p.Issuer) + " " + strconv.Quote(p.Subject) + " " + strconv.Quote(p.ClientID)
+}
+
+// exportJob returns the job of the URL when the principal kicked it off;
+// another principal's is a 403 (the local operator may see any).
+func (a *api) exportJob(c *gin.Context) (*store.ExportJob, error) {
+	p, err := principal(c)
+	if err != nil {
+		return nil, err
+	}
 	job, err := a.Exports.Job(c.Request.Context(), c.Param("job"))
+	if err != nil {
+		return nil, err
+	}
+	if !p.Anonymous && job.Requester != requester(p) {
+		return nil, fault.New(fault.Forbidden, "", "export job %s was started by another client; only its requester may use it", job.ID)
+	}
+	return job, nil
+}
+
+func (a *api) exportStatus(c *gin.Context) error {
+	job, err := a.exportJob(c)
 	if err != nil {
 		return err
 	}
@@ -212,6 +275,9 @@ func (a *api) exportStatus(c *gin.Context) error {
 // exportCancel answers DELETE /fhir/_export/{job}: the job and its files
 // are removed (a runner working on it stops at its next batch).
 func (a *api) exportCancel(c *gin.Context) error {
+	if _, err := a.exportJob(c); err != nil {
+		return err
+	}
 	if err := a.Exports.Cancel(c.Request.Context(), c.Param("job")); err != nil {
 		return err
 	}
@@ -224,7 +290,7 @@ func (a *api) exportCancel(c *gin.Context) error {
 // chunks are read and written one at a time, never the whole file.
 func (a *api) exportFile(c *gin.Context) error {
 	ctx := c.Request.Context()
-	job, err := a.Exports.Job(ctx, c.Param("job"))
+	job, err := a.exportJob(c)
 	if err != nil {
 		return err
 	}

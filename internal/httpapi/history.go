@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -55,6 +56,12 @@ func (a *api) history(c *gin.Context, q store.HistoryQuery) error {
 	if q.ID != "" && len(recs) == 0 && q.Before == 0 && q.Since.IsZero() {
 		return fault.New(fault.NotFound, "", "%s/%s is not known", q.Type, q.ID)
 	}
+	// Only the versions the scopes reach are listed (a page may come out
+	// shorter; its next link still continues after the last one read).
+	last := recs
+	if recs = a.readable(c, slices.Clone(recs)); q.ID != "" && len(last) > 0 && len(recs) == 0 {
+		return outsideCompartment()
+	}
 	self := a.base(c) + c.Request.URL.Path[len("/fhir"):]
 	links := []link{{"self", self + "?" + c.Request.URL.RawQuery}}
 	if more {
@@ -62,7 +69,7 @@ func (a *api) history(c *gin.Context, q store.HistoryQuery) error {
 		for k, v := range c.Request.URL.Query() {
 			next[k] = v
 		}
-		next.Set("_page", strconv.FormatInt(recs[len(recs)-1].Seq, 10))
+		next.Set("_page", strconv.FormatInt(last[len(last)-1].Seq, 10))
 		links = append(links, link{"next", self + "?" + next.Encode()})
 	}
 	c.Data(http.StatusOK, fhirJSON, pretty(c, a.historyBundle(c, links, recs)))

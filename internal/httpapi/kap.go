@@ -22,62 +22,65 @@ import (
 // served by kap.Service. Errors are OperationOutcomes like the FHIR API's.
 
 // kapRoute is a /kap/v1 route of the routes table: interaction "kap" (for
-// metrics), not in the CapabilityStatement.
-func kapRoute(method, path string, h func(*api, *gin.Context) error) route {
-	return route{method, "/kap/v1" + path, "kap", "", h}
+// metrics), not in the CapabilityStatement. scope names the FHIR types the
+// route reads and writes (see scopeRule): the KAP API is enforced like
+// the FHIR API, and a patient/ grant serves only the /clients/{id} routes
+// of the token's own patient.
+func kapRoute(method, path, scope string, h func(*api, *gin.Context) error) route {
+	return route{method, "/kap/v1" + path, "kap", "", scope, h}
 }
 
 var kapRoutes = []route{
-	kapRoute("POST", "/clients", kapCreate((*kap.Service).CreateClient)),
-	kapRoute("GET", "/clients", kapList(func(s *kap.Service, ctx context.Context, _ *gin.Context, _ string, o kap.ListOptions) (any, error) {
+	kapRoute("POST", "/clients", "Patient.c", kapCreate((*kap.Service).CreateClient)),
+	kapRoute("GET", "/clients", "Patient.s", kapList(func(s *kap.Service, ctx context.Context, _ *gin.Context, _ string, o kap.ListOptions) (any, error) {
 		return s.Clients(ctx, o)
 	})),
-	kapRoute("GET", "/clients/:id", kapGet((*kap.Service).Client)),
-	kapRoute("GET", "/clients/:id/measurements", kapList(func(s *kap.Service, ctx context.Context, c *gin.Context, id string, o kap.ListOptions) (any, error) {
+	kapRoute("GET", "/clients/:id", "Patient.r client", kapGet((*kap.Service).Client)),
+	kapRoute("GET", "/clients/:id/measurements", "Observation.s client", kapList(func(s *kap.Service, ctx context.Context, c *gin.Context, id string, o kap.ListOptions) (any, error) {
 		return s.Measurements(ctx, id, kap.MeasurementFilter{SessionID: c.Query("sessionId"), Kind: c.Query("kind")}, o)
 	}, "sessionId", "kind")),
-	kapRoute("GET", "/clients/:id/consents", kapList(clientList((*kap.Service).Consents))),
-	kapRoute("GET", "/clients/:id/intentions", kapList(clientList((*kap.Service).Intentions))),
-	kapRoute("GET", "/clients/:id/escorts", kapList(clientList((*kap.Service).Escorts))),
-	kapRoute("POST", "/team-members", kapCreate((*kap.Service).CreateTeamMember)),
-	kapRoute("GET", "/team-members", kapList(func(s *kap.Service, ctx context.Context, _ *gin.Context, _ string, o kap.ListOptions) (any, error) {
+	kapRoute("GET", "/clients/:id/consents", "Consent.s client", kapList(clientList((*kap.Service).Consents))),
+	kapRoute("GET", "/clients/:id/intentions", "Goal.s client", kapList(clientList((*kap.Service).Intentions))),
+	kapRoute("GET", "/clients/:id/escorts", "RelatedPerson.s client", kapList(clientList((*kap.Service).Escorts))),
+	kapRoute("POST", "/team-members", "Practitioner.c PractitionerRole.c", kapCreate((*kap.Service).CreateTeamMember)),
+	kapRoute("GET", "/team-members", "Practitioner.s PractitionerRole.s", kapList(func(s *kap.Service, ctx context.Context, _ *gin.Context, _ string, o kap.ListOptions) (any, error) {
 		return s.TeamMembers(ctx, o)
 	})),
-	kapRoute("GET", "/team-members/:id", kapGet((*kap.Service).TeamMember)),
-	kapRoute("POST", "/programs", kapCreate((*kap.Service).CreateProgram)),
-	kapRoute("GET", "/programs", kapList(func(s *kap.Service, ctx context.Context, c *gin.Context, _ string, o kap.ListOptions) (any, error) {
+	kapRoute("GET", "/team-members/:id", "Practitioner.r PractitionerRole.s", kapGet((*kap.Service).TeamMember)),
+	kapRoute("POST", "/programs", "EpisodeOfCare.c Condition.r CareTeam.r ServiceRequest.c", kapCreate((*kap.Service).CreateProgram)),
+	kapRoute("GET", "/programs", "EpisodeOfCare.s Condition.r CareTeam.r ServiceRequest.r", kapList(func(s *kap.Service, ctx context.Context, c *gin.Context, _ string, o kap.ListOptions) (any, error) {
 		return s.Programs(ctx, kap.ProgramFilter{ClientID: c.Query("clientId"), Status: c.Query("status")}, o)
 	}, "clientId", "status")),
-	kapRoute("GET", "/programs/:id", kapGet((*kap.Service).Program)),
-	kapRoute("POST", "/programs/:id/status", kapAction((*kap.Service).SetProgramStatus)),
-	kapRoute("GET", "/programs/:id/summary", kapGet((*kap.Service).Summary)),
-	kapRoute("GET", "/programs/:id/sessions", kapList(func(s *kap.Service, ctx context.Context, c *gin.Context, id string, o kap.ListOptions) (any, error) {
+	kapRoute("GET", "/programs/:id", "EpisodeOfCare.r Condition.r CareTeam.r ServiceRequest.r", kapGet((*kap.Service).Program)),
+	kapRoute("POST", "/programs/:id/status", "EpisodeOfCare.ru", kapAction((*kap.Service).SetProgramStatus)),
+	kapRoute("GET", "/programs/:id/summary", "EpisodeOfCare.r Encounter.r Observation.r MedicationAdministration.r", kapGet((*kap.Service).Summary)),
+	kapRoute("GET", "/programs/:id/sessions", "Encounter.s CarePlan.r Observation.r", kapList(func(s *kap.Service, ctx context.Context, c *gin.Context, id string, o kap.ListOptions) (any, error) {
 		return s.Sessions(ctx, id, kap.SessionFilter{Kind: c.Query("kind"), Status: c.Query("status")}, o)
 	}, "kind", "status")),
-	kapRoute("GET", "/programs/:id/prescriptions", kapList(func(s *kap.Service, ctx context.Context, _ *gin.Context, id string, o kap.ListOptions) (any, error) {
+	kapRoute("GET", "/programs/:id/prescriptions", "MedicationRequest.s", kapList(func(s *kap.Service, ctx context.Context, _ *gin.Context, id string, o kap.ListOptions) (any, error) {
 		return s.Prescriptions(ctx, id, o)
 	})),
-	kapRoute("POST", "/sessions", kapCreate((*kap.Service).CreateSession)),
-	kapRoute("GET", "/sessions/:id", kapGet((*kap.Service).Session)),
-	kapRoute("POST", "/sessions/:id/status", kapAction((*kap.Service).SetSessionStatus)),
-	kapRoute("POST", "/sessions/:id/escort-confirmation", kapAction((*kap.Service).ConfirmEscort)),
-	kapRoute("POST", "/sessions/:id/discharge", kapAction((*kap.Service).Discharge)),
-	kapRoute("GET", "/sessions/:id/rems", kapGet((*kap.Service).REMSForm)),
-	kapRoute("GET", "/sessions/:id/administrations", kapList(func(s *kap.Service, ctx context.Context, _ *gin.Context, id string, o kap.ListOptions) (any, error) {
+	kapRoute("POST", "/sessions", "Encounter.c EpisodeOfCare.r", kapCreate((*kap.Service).CreateSession)),
+	kapRoute("GET", "/sessions/:id", "Encounter.r CarePlan.r Observation.r", kapGet((*kap.Service).Session)),
+	kapRoute("POST", "/sessions/:id/status", "Encounter.ru", kapAction((*kap.Service).SetSessionStatus)),
+	kapRoute("POST", "/sessions/:id/escort-confirmation", "Encounter.ru RelatedPerson.r", kapAction((*kap.Service).ConfirmEscort)),
+	kapRoute("POST", "/sessions/:id/discharge", "Encounter.ru CarePlan.c Observation.c", kapAction((*kap.Service).Discharge)),
+	kapRoute("GET", "/sessions/:id/rems", "Encounter.r Observation.r MedicationAdministration.r Patient.r", kapGet((*kap.Service).REMSForm)),
+	kapRoute("GET", "/sessions/:id/administrations", "MedicationAdministration.s", kapList(func(s *kap.Service, ctx context.Context, _ *gin.Context, id string, o kap.ListOptions) (any, error) {
 		return s.Administrations(ctx, id, o)
 	})),
-	kapRoute("POST", "/prescriptions", kapCreate((*kap.Service).CreatePrescription)),
-	kapRoute("GET", "/prescriptions/:id", kapGet((*kap.Service).Prescription)),
-	kapRoute("POST", "/administrations", kapCreate((*kap.Service).CreateAdministration)),
-	kapRoute("GET", "/administrations/:id", kapGet((*kap.Service).Administration)),
-	kapRoute("POST", "/measurements", kapCreate((*kap.Service).CreateMeasurement)),
-	kapRoute("GET", "/measurements/:id", kapGet((*kap.Service).Measurement)),
-	kapRoute("POST", "/consents", kapCreate((*kap.Service).CreateConsent)),
-	kapRoute("GET", "/consents/:id", kapGet((*kap.Service).Consent)),
-	kapRoute("POST", "/intentions", kapCreate((*kap.Service).CreateIntention)),
-	kapRoute("GET", "/intentions/:id", kapGet((*kap.Service).Intention)),
-	kapRoute("POST", "/escorts", kapCreate((*kap.Service).CreateEscort)),
-	kapRoute("GET", "/escorts/:id", kapGet((*kap.Service).Escort)),
+	kapRoute("POST", "/prescriptions", "MedicationRequest.c EpisodeOfCare.r", kapCreate((*kap.Service).CreatePrescription)),
+	kapRoute("GET", "/prescriptions/:id", "MedicationRequest.r", kapGet((*kap.Service).Prescription)),
+	kapRoute("POST", "/administrations", "MedicationAdministration.c MedicationRequest.r Encounter.r", kapCreate((*kap.Service).CreateAdministration)),
+	kapRoute("GET", "/administrations/:id", "MedicationAdministration.r", kapGet((*kap.Service).Administration)),
+	kapRoute("POST", "/measurements", "Observation.c", kapCreate((*kap.Service).CreateMeasurement)),
+	kapRoute("GET", "/measurements/:id", "Observation.r", kapGet((*kap.Service).Measurement)),
+	kapRoute("POST", "/consents", "Consent.c", kapCreate((*kap.Service).CreateConsent)),
+	kapRoute("GET", "/consents/:id", "Consent.r", kapGet((*kap.Service).Consent)),
+	kapRoute("POST", "/intentions", "Goal.c", kapCreate((*kap.Service).CreateIntention)),
+	kapRoute("GET", "/intentions/:id", "Goal.r", kapGet((*kap.Service).Intention)),
+	kapRoute("POST", "/escorts", "RelatedPerson.c", kapCreate((*kap.Service).CreateEscort)),
+	kapRoute("GET", "/escorts/:id", "RelatedPerson.r", kapGet((*kap.Service).Escort)),
 }
 
 // kapCreate answers a POST that creates: 201 with the stored record.

@@ -84,10 +84,6 @@ func (a *api) recover(c *gin.Context) {
 // anonymous is the principal of every request while authentication is off.
 var anonymous = &auth.Principal{Anonymous: true}
 
-// publicRoutes answer without credentials: a client discovers how to
-// authenticate from them.
-var publicRoutes = map[string]bool{"/fhir/metadata": true, smartConfigRoute: true}
-
 // realm names the protection space in WWW-Authenticate challenges.
 const realm = "kapfhir"
 
@@ -95,7 +91,7 @@ const realm = "kapfhir"
 // The entries of a batch or transaction are served with the bundle's
 // request context, so they act for the same principal.
 func (a *api) authenticate(c *gin.Context) {
-	if p := auth.FromContext(c.Request.Context()); p != nil || publicRoutes[c.FullPath()] {
+	if p := auth.FromContext(c.Request.Context()); p != nil || a.public[c.FullPath()] {
 		c.Next()
 		return
 	}

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/search"
 )
@@ -61,8 +63,14 @@ func (a *api) everythingOf(c *gin.Context, params url.Values) error {
 	if typ != "Patient" {
 		return fault.New(fault.NotFound, "", "$everything is defined on Patient only, not on %s", typ)
 	}
+	if patient, ok := compartmentPatient(c); ok && id != patient {
+		return outsideCompartment()
+	}
 	req, err := search.Everything(a.Registry, id, params, preferLenient(c))
 	if err != nil {
+		return err
+	}
+	if err := everythingScopes(c, req); err != nil {
 		return err
 	}
 	// An unknown patient is a 404 and a deleted one a 410, not an empty
@@ -253,4 +261,21 @@ func resourceTypeOf(body []byte) string {
 	}
 	_ = json.Unmarshal(body, &head)
 	return head.ResourceType
+}
+
+// everythingScopes keeps $everything to the types the principal may read
+// (its matches are all in the patient's compartment; the resources they
+// refer to are filtered like any included ones).
+func everythingScopes(c *gin.Context, req *search.Request) error {
+	p, err := principal(c)
+	if err != nil || p.Anonymous {
+		return err
+	}
+	denied := func(t string) bool { return p.Grant(auth.Read, t) == auth.None }
+	req.Types = slices.DeleteFunc(req.Types, denied)
+	req.Referenced = slices.DeleteFunc(req.Referenced, denied)
+	if len(req.Types) == 0 {
+		return forbidden("patient|user|system/<type>.r on the types of the compartment")
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/patch"
 	"github.com/kapfhir/kapfhir/internal/resource"
@@ -59,6 +60,9 @@ func (a *api) read(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := a.checkRecord(c, rec); err != nil {
+		return err
+	}
 	if notModified(c, rec) {
 		return fault.New(fault.NotModified, "", "not modified")
 	}
@@ -85,6 +89,9 @@ func (a *api) vread(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := a.checkRecord(c, rec); err != nil {
+		return err
+	}
 	if err := subset(sub, []*store.Record{rec}); err != nil {
 		return err
 	}
@@ -104,6 +111,9 @@ func (a *api) parse(c *gin.Context, typ string) (*fhir.Resource, error) {
 	if res.Type() != typ {
 		return nil, fault.New(fault.Invalid, "resourceType", "the body is a %s, but the URL is for %s", res.Type(), typ)
 	}
+	if err := checkContent(c, a.Registry, res); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 
@@ -118,7 +128,10 @@ func (a *api) create(c *gin.Context) error {
 	}
 	var out *resource.Outcome
 	if q := c.GetHeader("If-None-Exist"); q != "" {
-		crit, err := search.ParseCriteria(a.Registry, typ, strings.TrimPrefix(q, typ+"?"))
+		if err := needAlso(c, auth.Search, typ); err != nil {
+			return err
+		}
+		crit, err := a.compartmentCriteria(c, typ, strings.TrimPrefix(q, typ+"?"))
 		if err != nil {
 			return err
 		}
@@ -137,9 +150,16 @@ func (a *api) update(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	cur, err := a.writeTarget(c, typ, id, true)
+	if err != nil {
+		return err
+	}
 	return a.write(c, a.written, func(ctx context.Context, ifMatch *int64) (*resource.Outcome, error) {
 		res, err := a.parse(c, typ)
 		if err != nil {
+			return nil, err
+		}
+		if ifMatch, err = checkedVersion(cur, ifMatch); err != nil {
 			return nil, err
 		}
 		return a.Resources.Update(ctx, typ, id, res, ifMatch)
@@ -174,9 +194,27 @@ func (a *api) patchInstance(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	cur, err := a.writeTarget(c, typ, id, false)
+	if err != nil {
+		return err
+	}
 	return a.write(c, a.written, func(ctx context.Context, ifMatch *int64) (*resource.Outcome, error) {
 		p, err := a.patchBody(c)
 		if err != nil {
+			return nil, err
+		}
+		if cur != nil {
+			// A patient/ grant: the patched resource must stay in the
+			// compartment, so it is patched here first.
+			res, err := fhir.ApplyPatch([]byte(cur.Raw), p)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkContent(c, a.Registry, res); err != nil {
+				return nil, err
+			}
+		}
+		if ifMatch, err = checkedVersion(cur, ifMatch); err != nil {
 			return nil, err
 		}
 		return a.Resources.Patch(ctx, typ, id, p, ifMatch)
@@ -202,7 +240,15 @@ func (a *api) delete(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	cur, err := a.writeTarget(c, typ, id, false)
+	if err != nil {
+		return err
+	}
 	return a.write(c, a.deleted, func(ctx context.Context, ifMatch *int64) (*resource.Outcome, error) {
+		ifMatch, err := checkedVersion(cur, ifMatch)
+		if err != nil {
+			return nil, err
+		}
 		return a.Resources.Delete(ctx, typ, id, ifMatch)
 	})
 }
@@ -256,8 +302,71 @@ func (a *api) criteria(c *gin.Context) (string, *search.Request, error) {
 	if c.Request.URL.RawQuery == "" {
 		return "", nil, fault.New(fault.Invalid, "", "a conditional %s on %s needs search criteria in the URL", strings.ToLower(c.Request.Method), typ)
 	}
-	crit, err := search.ParseCriteria(a.Registry, typ, stripControl(c.Request.URL.RawQuery))
+	crit, err := a.compartmentCriteria(c, typ, stripControl(c.Request.URL.RawQuery))
 	return typ, crit, err
+}
+
+// compartmentCriteria parses the criteria of a conditional write; under a
+// patient/ grant they match only in the patient's compartment, so that a
+// match elsewhere is neither changed nor revealed.
+func (a *api) compartmentCriteria(c *gin.Context, typ, query string) (*search.Request, error) {
+	crit, err := search.ParseCriteria(a.Registry, typ, query)
+	if err != nil {
+		return nil, err
+	}
+	if patient, ok := compartmentPatient(c); ok {
+		if err := restrictToCompartment(crit, patient); err != nil {
+			return nil, err
+		}
+	}
+	return crit, nil
+}
+
+// checkedVersion ties a write to cur, the version writeTarget checked
+// (nil: none was), so that a version written meanwhile is not changed
+// unchecked: the write's If-Match becomes cur's version, and a different
+// If-Match fails as it would against cur.
+func checkedVersion(cur *store.Record, ifMatch *int64) (*int64, error) {
+	switch {
+	case cur == nil:
+		return ifMatch, nil
+	case ifMatch != nil && *ifMatch != cur.VersionID:
+		return nil, fault.New(fault.PreconditionFailed, "", "If-Match W/\"%d\" is not the current version", *ifMatch)
+	}
+	return &cur.VersionID, nil
+}
+
+// writeTarget checks the resource an update, patch or delete by id
+// changes. An update that creates needs c beside u (mayCreate). Under a
+// patient/ grant the current version must be in the compartment; it is
+// returned then (nil when there is none, or no patient/ grant).
+func (a *api) writeTarget(c *gin.Context, typ, id string, mayCreate bool) (*store.Record, error) {
+	p, err := principal(c)
+	if err != nil {
+		return nil, err
+	}
+	_, restricted := compartmentPatient(c)
+	needCreate := mayCreate && p.Grant(auth.Create, typ) == auth.None
+	if !restricted && !needCreate {
+		return nil, nil
+	}
+	rec, err := a.Resources.Read(c.Request.Context(), typ, id)
+	switch {
+	case fault.Is(err, fault.NotFound) || fault.Is(err, fault.Gone):
+		if needCreate {
+			return nil, forbidden(auth.Missing(auth.None, auth.Create, typ) + " to create")
+		}
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	if err := a.checkRecord(c, rec); err != nil {
+		return nil, err
+	}
+	if !restricted {
+		return nil, nil
+	}
+	return rec, nil
 }
 
 // stripControl removes the parameters that steer the response, not the match.

@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -49,7 +50,40 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 	if err != nil {
 		return err
 	}
+	if err := a.restrictSearch(c, params, req); err != nil {
+		return err
+	}
 	return a.searchset(c, params, req, self)
+}
+
+// restrictSearch keeps a search to what the principal's scopes reach: a
+// system search to the types it may search with a user/ or system/
+// grant (a type named in _type that it may not is a 403), a type or
+// compartment search under a patient/ grant to the patient's compartment.
+// A chain or _has searches its type too: it needs s on it.
+func (a *api) restrictSearch(c *gin.Context, params url.Values, req *search.Request) error {
+	p, err := principal(c)
+	if err != nil || p.Anonymous {
+		return err
+	}
+	for _, j := range req.Joins {
+		if p.Grant(auth.Search, j.Type) == auth.None {
+			return forbidden(auth.Missing(auth.None, auth.Search, j.Type) + " (for " + j.Name + ")")
+		}
+	}
+	if c.Param("type") == "" {
+		if req.Types == nil { // one type: a type search in all but name
+			_, err = grantedTypes(p, auth.Search, []string{req.Type}, true)
+			return err
+		}
+		_, explicit := params["_type"]
+		req.Types, err = grantedTypes(p, auth.Search, req.Types, explicit)
+		return err
+	}
+	if patient, ok := compartmentPatient(c); ok {
+		return restrictToCompartment(req, patient)
+	}
+	return nil
 }
 
 // searchset runs a parsed search and answers with the page the cursor
@@ -82,6 +116,9 @@ func (a *api) searchset(c *gin.Context, params url.Values, req *search.Request, 
 	if err != nil {
 		return err
 	}
+	// Included resources are of types and patients the search did not
+	// name: only those the scopes reach are returned.
+	incs = a.readable(c, incs)
 	issues := append(append(req.Ignored, warnings...), a.reindexWarnings(req)...)
 	total := int64(-1)
 	if req.Total == "accurate" {

@@ -68,63 +68,66 @@ type route struct {
 	method, path string
 	interaction  string // FHIR restful interaction codes, space separated
 	level        string // "type" or "system": where the CapabilityStatement lists it
-	handler      func(*api, *gin.Context) error
+	// scope is what the route needs of the principal's SMART scopes (see
+	// scopeRule).
+	scope   string
+	handler func(*api, *gin.Context) error
 }
 
 var routes = append([]route{
-	{"GET", "/fhir/metadata", "capabilities", "", (*api).capabilities},
-	{"GET", smartConfigRoute, "smart-configuration", "", (*api).smartConfiguration},
+	{"GET", "/fhir/metadata", "capabilities", "", "public", (*api).capabilities},
+	{"GET", smartConfigRoute, "smart-configuration", "", "public", (*api).smartConfiguration},
 	// Both system interactions, by the Bundle's type; metrics say the first.
-	{"POST", "/fhir", "transaction batch", "system", (*api).bundleInteraction},
-	{"GET", "/fhir", "search-system", "system", (*api).searchType},
-	{"POST", "/fhir/_search", "search-system", "", (*api).searchPost},
-	{"GET", "/fhir/_history", "history-system", "system", (*api).historySystem},
-	{"GET", "/fhir/$reindex", "operation", "", (*api).reindexStatus},
-	{"POST", "/fhir/$import", "operation", "system", (*api).importNDJSON},
+	{"POST", "/fhir", "transaction batch", "system", "handler", (*api).bundleInteraction},
+	{"GET", "/fhir", "search-system", "system", "handler", (*api).searchType},
+	{"POST", "/fhir/_search", "search-system", "", "handler", (*api).searchPost},
+	{"GET", "/fhir/_history", "history-system", "system", "handler", (*api).historySystem},
+	{"GET", "/fhir/$reindex", "operation", "", "system/SearchParameter.r", (*api).reindexStatus},
+	{"POST", "/fhir/$import", "operation", "system", "system/*.cu", (*api).importNDJSON},
 	// Bulk Data export: kick-off at system, Patient and Group level, then
 	// the job's status and files under /fhir/_export/{job}. Patient and
 	// Group are matched by the handlers: a static segment there would
 	// shadow the :type routes in gin's tree.
-	{"GET", "/fhir/$export", "operation", "system", (*api).exportSystem},
-	{"POST", "/fhir/$export", "operation", "system", (*api).exportSystem},
-	{"GET", "/fhir/:type/$export", "operation", "type", (*api).exportType},
-	{"POST", "/fhir/:type/$export", "operation", "type", (*api).exportType},
-	{"GET", "/fhir/:type/:id/$export", "operation", "type", (*api).exportInstance},
-	{"POST", "/fhir/:type/:id/$export", "operation", "type", (*api).exportInstance},
-	{"GET", "/fhir/_export/:job", "operation", "", (*api).exportStatus},
-	{"DELETE", "/fhir/_export/:job", "operation", "", (*api).exportCancel},
-	{"GET", "/fhir/_export/:job/:file", "operation", "", (*api).exportFile},
-	{"GET", "/fhir/:type", "search-type", "type", (*api).searchType},
-	{"POST", "/fhir/:type/_search", "search-type", "", (*api).searchPost},
-	{"POST", "/fhir/:type", "create", "type", (*api).create},
-	{"PUT", "/fhir/:type", "update", "", (*api).conditionalUpdate},
-	{"DELETE", "/fhir/:type", "delete", "", (*api).conditionalDelete},
-	{"PATCH", "/fhir/:type", "patch", "", (*api).conditionalPatch},
-	{"GET", "/fhir/:type/_history", "history-type", "type", (*api).historyType},
-	{"GET", "/fhir/:type/:id", "read", "type", (*api).read},
-	{"PUT", "/fhir/:type/:id", "update", "type", (*api).update},
-	{"DELETE", "/fhir/:type/:id", "delete", "type", (*api).delete},
-	{"PATCH", "/fhir/:type/:id", "patch", "type", (*api).patchInstance},
-	{"GET", "/fhir/:type/:id/_history", "history-instance", "type", (*api).historyInstance},
+	{"GET", "/fhir/$export", "operation", "system", "handler", (*api).exportSystem},
+	{"POST", "/fhir/$export", "operation", "system", "handler", (*api).exportSystem},
+	{"GET", "/fhir/:type/$export", "operation", "type", "handler", (*api).exportType},
+	{"POST", "/fhir/:type/$export", "operation", "type", "handler", (*api).exportType},
+	{"GET", "/fhir/:type/:id/$export", "operation", "type", "handler", (*api).exportInstance},
+	{"POST", "/fhir/:type/:id/$export", "operation", "type", "handler", (*api).exportInstance},
+	{"GET", "/fhir/_export/:job", "operation", "", "handler", (*api).exportStatus},
+	{"DELETE", "/fhir/_export/:job", "operation", "", "handler", (*api).exportCancel},
+	{"GET", "/fhir/_export/:job/:file", "operation", "", "handler", (*api).exportFile},
+	{"GET", "/fhir/:type", "search-type", "type", ":type.s patient", (*api).searchType},
+	{"POST", "/fhir/:type/_search", "search-type", "", ":type.s patient", (*api).searchPost},
+	{"POST", "/fhir/:type", "create", "type", ":type.c patient", (*api).create},
+	{"PUT", "/fhir/:type", "update", "", ":type.cus patient", (*api).conditionalUpdate},
+	{"DELETE", "/fhir/:type", "delete", "", ":type.ds patient", (*api).conditionalDelete},
+	{"PATCH", "/fhir/:type", "patch", "", ":type.us patient", (*api).conditionalPatch},
+	{"GET", "/fhir/:type/_history", "history-type", "type", ":type.s patient", (*api).historyType},
+	{"GET", "/fhir/:type/:id", "read", "type", ":type.r patient", (*api).read},
+	{"PUT", "/fhir/:type/:id", "update", "type", ":type.u patient", (*api).update},
+	{"DELETE", "/fhir/:type/:id", "delete", "type", ":type.d patient", (*api).delete},
+	{"PATCH", "/fhir/:type/:id", "patch", "type", ":type.u patient", (*api).patchInstance},
+	{"GET", "/fhir/:type/:id/_history", "history-instance", "type", ":type.r patient", (*api).historyInstance},
 	// Operations ($name segments, static beside :id and :ctype; see
 	// operationDefs for what the CapabilityStatement says of them).
-	{"POST", "/fhir/:type/$validate", "operation", "type", (*api).validateType},
-	{"POST", "/fhir/:type/:id/$validate", "operation", "type", (*api).validateInstance},
-	{"GET", "/fhir/:type/:id/$everything", "operation", "type", (*api).everything},
-	{"POST", "/fhir/:type/:id/$everything", "operation", "type", (*api).everythingPost},
+	{"POST", "/fhir/:type/$validate", "operation", "type", ":type.c patient", (*api).validateType},
+	{"POST", "/fhir/:type/:id/$validate", "operation", "type", ":type.u patient", (*api).validateInstance},
+	{"GET", "/fhir/:type/:id/$everything", "operation", "type", ":type.rs patient", (*api).everything},
+	{"POST", "/fhir/:type/:id/$everything", "operation", "type", ":type.rs patient", (*api).everythingPost},
 	// Compartment search: :ctype resources in the compartment of :type/:id.
-	{"GET", "/fhir/:type/:id/:ctype", "search-type", "", (*api).searchType},
-	{"POST", "/fhir/:type/:id/:ctype/_search", "search-type", "", (*api).searchPost},
-	{"GET", "/fhir/:type/:id/_history/:vid", "vread", "type", (*api).vread},
-	{"GET", "/fhir/:type/:id/$kap-summary", "operation", "type", (*api).kapSummaryOperation},
+	{"GET", "/fhir/:type/:id/:ctype", "search-type", "", ":ctype.s patient", (*api).searchType},
+	{"POST", "/fhir/:type/:id/:ctype/_search", "search-type", "", ":ctype.s patient", (*api).searchPost},
+	{"GET", "/fhir/:type/:id/_history/:vid", "vread", "type", ":type.r patient", (*api).vread},
+	{"GET", "/fhir/:type/:id/$kap-summary", "operation", "type", ":type.r Encounter.r Observation.r MedicationAdministration.r", (*api).kapSummaryOperation},
 	// The outbound EHR sync's admin API (plain JSON; see sync.go).
-	{"GET", "/admin/sync/endpoints", "admin", "", (*api).syncEndpoints},
-	{"GET", "/admin/sync/endpoints/:name", "admin", "", (*api).syncStatus},
-	{"PUT", "/admin/sync/endpoints/:name", "admin", "", (*api).syncPutEndpoint},
-	{"DELETE", "/admin/sync/endpoints/:name", "admin", "", (*api).syncDeleteEndpoint},
-	{"GET", "/admin/sync/endpoints/:name/dead-letters", "admin", "", (*api).syncDeadLetters},
-	{"GET", "/admin/sync/endpoints/:name/dead-letters/:type/:id/:version", "admin", "", (*api).syncDeadLetter},
-	{"POST", "/admin/sync/endpoints/:name/dead-letters/:type/:id/:version/replay", "admin", "", (*api).syncReplay},
+	{"GET", "/admin/sync/endpoints", "admin", "", "system/Endpoint.r", (*api).syncEndpoints},
+	{"GET", "/admin/sync/endpoints/:name", "admin", "", "system/Endpoint.r", (*api).syncStatus},
+	{"PUT", "/admin/sync/endpoints/:name", "admin", "", "system/Endpoint.u", (*api).syncPutEndpoint},
+	{"DELETE", "/admin/sync/endpoints/:name", "admin", "", "system/Endpoint.d", (*api).syncDeleteEndpoint},
+	{"GET", "/admin/sync/endpoints/:name/dead-letters", "admin", "", "system/Endpoint.r", (*api).syncDeadLetters},
+	{"GET", "/admin/sync/endpoints/:name/dead-letters/:type/:id/:version", "admin", "", "system/Endpoint.r", (*api).syncDeadLetter},
+	{"POST", "/admin/sync/endpoints/:name/dead-letters/:type/:id/:version/replay", "admin", "", "system/Endpoint.u", (*api).syncReplay},
 }, kapRoutes...)
 
 type api struct {
@@ -132,12 +135,15 @@ type api struct {
 	interactions map[string]string // "METHOD route" -> interaction, for metrics
 	levels       interactionLevels
 	engine       http.Handler // the router, for the entries of a batch or transaction
+	// public are the routes whose scope rule is "public": they answer
+	// without credentials (a client discovers how to authenticate there).
+	public map[string]bool
 }
 
 // New returns the HTTP handler of the whole service.
 func New(cfg Config) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
-	a := &api{Config: cfg, interactions: map[string]string{}, levels: levelsOf(routes)}
+	a := &api{Config: cfg, interactions: map[string]string{}, public: map[string]bool{}, levels: levelsOf(routes)}
 
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
@@ -158,7 +164,19 @@ func New(cfg Config) http.Handler {
 	for _, rt := range routes {
 		a.interactions[rt.method+" "+rt.path] = strings.Fields(rt.interaction)[0]
 		h := rt.handler
-		f.Handle(rt.method, rt.path, a.wrap(func(c *gin.Context) error { return h(a, c) }))
+		rule, err := parseScopeRule(rt.scope)
+		if err != nil {
+			panic("httpapi: routes table: " + rt.method + " " + rt.path + ": " + err.Error()) // a defect of the table
+		}
+		if rule.public {
+			a.public[rt.path] = true
+		}
+		f.Handle(rt.method, rt.path, a.wrap(func(c *gin.Context) error {
+			if err := a.enforce(c, rule); err != nil {
+				return err
+			}
+			return h(a, c)
+		}))
 	}
 	a.engine = r
 	return r

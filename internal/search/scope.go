@@ -87,3 +87,21 @@ func CompartmentCond(comp, typ string, ids []string) (cond store.Cond, ok bool) 
 	}
 	return store.Cond{Or: or}, true
 }
+
+// ResourceInCompartment reports whether res is in the compartment of
+// comp/id by the rule of CompartmentCond, evaluated on the resource itself
+// rather than on stored index entries (a resource about to be written, a
+// version in history).
+func ResourceInCompartment(reg *fhir.Registry, comp, id string, res *fhir.Resource) bool {
+	if res.Type() == comp && res.ID() == id {
+		return true
+	}
+	for _, code := range fhir.CompartmentParams(comp, res.Type()) {
+		for _, v := range res.SearchValues(reg.Lookup(res.Type(), code)) {
+			if v.RefType == comp && v.RefID == id {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -35,6 +35,9 @@ type ExportJob struct {
 	Types    []string  `bson:"types,omitempty"` // _type; empty: every type
 	Since    time.Time `bson:"since,omitempty"` // _since; zero: none
 	Request  string    `bson:"request"`         // the kick-off URL, for the manifest
+	// Requester names the principal that kicked the job off (see
+	// bulkexport.Request): only it may poll, fetch or cancel the job.
+	Requester string `bson:"requester,omitempty"`
 	// TransactionTime is the snapshot: the versions current then are
 	// exported.
 	TransactionTime time.Time `bson:"tt"`
