@@ -135,4 +135,21 @@ func TestAuthEndToEnd(t *testing.T) {
 	if code, _ := do(t, "GET", a.URL()+"/fhir/.well-known/smart-configuration", "", ""); code != http.StatusOK {
 		t.Errorf("smart-configuration: %d, want 200", code)
 	}
+	// The verified claims drive the scope checks: a patient/ token reads
+	// its own patient only, and a token without a scope reads nothing.
+	for _, tc := range []struct {
+		scope, patient string
+		want           int
+	}{
+		{"patient/Patient.r", "p1", http.StatusOK},
+		{"patient/Patient.r", "p2", http.StatusForbidden},
+		{"patient/Observation.rs", "p1", http.StatusForbidden},
+		{"openid", "", http.StatusForbidden},
+	} {
+		claims := is.Claims(base)
+		claims["scope"], claims["patient"] = tc.scope, tc.patient
+		if code, _ := do(t, "GET", a.URL()+"/fhir/Patient/p1", is.Token(t, claims), ""); code != tc.want {
+			t.Errorf("read with scope %q for patient %q: %d, want %d", tc.scope, tc.patient, code, tc.want)
+		}
+	}
 }
