@@ -530,6 +530,10 @@ func transactionScopes(c *gin.Context, entries []*entry) error {
 			return locate(forbidden(auth.Missing(auth.None, p.Lacking(perm, typ), typ)), e.expr)
 		case g == auth.PatientContext && e.method != "GET" && e.method != "HEAD":
 			return locate(fault.New(fault.Forbidden, "", "patient/ scopes do not write through a transaction; it needs user/ or system/ %s.%s", typ, perm), e.expr)
+		case e.resource != nil && e.resource.Type() == "Subscription":
+			if err := checkSubscription(p, e.resource.Bytes()); err != nil {
+				return locate(err, e.expr)
+			}
 		}
 	}
 	return nil
@@ -545,7 +549,8 @@ func entryGranted(c *gin.Context, e *entry) bool {
 		return false
 	}
 	perm, typ := entryScope(e)
-	return typ != "" && p.Grant(perm, typ) >= auth.UserContext
+	// A Subscription's criteria are checked on the single interaction.
+	return typ != "" && typ != "Subscription" && p.Grant(perm, typ) >= auth.UserContext
 }
 
 // plainWrite reports whether a batch entry is a create, update or delete

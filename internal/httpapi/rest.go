@@ -114,6 +114,15 @@ func (a *api) parse(c *gin.Context, typ string) (*fhir.Resource, error) {
 	if err := checkContent(c, a.Registry, res); err != nil {
 		return nil, err
 	}
+	if res.Type() == "Subscription" {
+		p, err := principal(c)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkSubscription(p, res.Bytes()); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -176,6 +177,30 @@ func (a *api) checkRecord(c *gin.Context, rec *store.Record) error {
 func checkContent(c *gin.Context, reg *fhir.Registry, res *fhir.Resource) error {
 	if patient, ok := compartmentPatient(c); ok && !search.ResourceInCompartment(reg, "Patient", patient, res) {
 		return fault.New(fault.Forbidden, "", "a patient/ scope writes only resources in the compartment of the token's patient")
+	}
+	return nil
+}
+
+// checkSubscription refuses a Subscription whose criteria the principal
+// may not read and search beyond a patient compartment: its notifications
+// would disclose every matching resource to the endpoint. raw is the
+// Subscription's JSON.
+func checkSubscription(p *auth.Principal, raw []byte) error {
+	if p.Anonymous {
+		return nil
+	}
+	var s struct {
+		Criteria string `json:"criteria"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return fault.New(fault.Invalid, "Subscription", "not a Subscription: %v", err)
+	}
+	typ, _, _ := strings.Cut(s.Criteria, "?")
+	if !fhir.IsResourceType(typ) {
+		return nil // the Subscription check answers 422
+	}
+	if p.Grant(auth.Read|auth.Search, typ) < auth.UserContext {
+		return fault.Locate(forbidden(auth.Missing(auth.UserContext, auth.Read|auth.Search, typ)), "Subscription.criteria")
 	}
 	return nil
 }

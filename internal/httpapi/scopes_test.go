@@ -52,6 +52,9 @@ func newScopeEnv(t *testing.T) *scopeEnv {
 		"pat1":     scoped("pat1", "p1", "patient/*.cruds"),
 		"pat1-v1":  scoped("pat1-v1", "p1", "patient/*.read"),
 		"nopat":    scoped("nopat", "", "patient/*.rs"),
+		"sub-c":    scoped("sub-c", "", "user/Subscription.cu"),
+		"sub-obs":  scoped("sub-obs", "", "user/Subscription.cu", "user/Observation.rs"),
+		"sub-pat":  scoped("sub-pat", "p1", "user/Subscription.cu", "patient/Observation.rs"),
 	}
 	s := &scopeEnv{env: newEnvAuth(t, ts), tokens: ts}
 	for _, put := range []struct{ path, body string }{
@@ -383,6 +386,23 @@ func TestScopeBundles(t *testing.T) {
 	if r := s.as("obs-c", "POST", "/fhir", tx); r.status != 403 {
 		t.Errorf("transaction with a read not granted: %d %s", r.status, r.body)
 	}
+}
+
+// TestScopeSubscription: a Subscription discloses every resource its
+// criteria match to its endpoint, so writing one needs rs on the criteria's
+// type beyond a patient compartment, also inside a transaction.
+func TestScopeSubscription(t *testing.T) {
+	s := newScopeEnv(t)
+	sub := `{"resourceType":"Subscription","status":"requested","reason":"x","criteria":"Observation?status=final",` +
+		`"channel":{"type":"rest-hook","endpoint":"https://hook.example.org/x","payload":"application/fhir+json"}}`
+	tx := `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + sub + `,"request":{"method":"POST","url":"Subscription"}}]}`
+	s.run(t, []scopeCase{
+		{name: "criteria type not granted", token: "sub-c", method: "POST", path: "/fhir/Subscription", body: sub, want: 403, missing: "user/Observation.rs"},
+		{name: "criteria type in a patient compartment only", token: "sub-pat", method: "POST", path: "/fhir/Subscription", body: sub, want: 403, missing: "user/Observation.rs"},
+		{name: "transaction: criteria type not granted", token: "sub-c", method: "POST", path: "/fhir", body: tx, want: 403, missing: "user/Observation.rs"},
+		{name: "criteria type granted", token: "sub-obs", method: "POST", path: "/fhir/Subscription", body: sub, want: 201},
+		{name: "transaction: criteria type granted", token: "sub-obs", method: "POST", path: "/fhir", body: tx, want: 200},
+	})
 }
 
 // TestScopeKAPClient: a patient/ token reads its own client through the
