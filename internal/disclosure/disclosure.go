@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -191,6 +192,13 @@ func (s *Scope) Check(ctx context.Context, typ, id, raw string) error {
 // Refused is the error of a withheld resource.
 func Refused() error {
 	return fault.New(fault.Forbidden, "", "access to this resource is restricted by the server's disclosure policy (purpose of use and patient consent)").WithCode("suppressed")
+}
+
+// WithheldIssue is the warning that announces n withheld resources
+// (what: "resources", "Observation resources"), naming none of them.
+func WithheldIssue(n int64, what string) fault.Issue {
+	return fault.Issue{Severity: "warning", Code: "suppressed",
+		Diagnostics: strconv.FormatInt(n, 10) + " " + what + " were withheld by consent policy (42 CFR Part 2 / SUD: purpose of use and patient consent)"}
 }
 
 // Filter returns the records that may be disclosed (tombstones, which

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -9,7 +10,9 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
@@ -63,6 +66,9 @@ func (a *api) exportKickoff(c *gin.Context, req bulkexport.Request) error {
 		}
 	}
 	req.URL = a.base(c) + strings.TrimPrefix(c.Request.URL.RequestURI(), "/fhir")
+	if p := auth.FromContext(c.Request.Context()); p != nil {
+		req.Recipient = disclosure.RecipientOf(p)
+	}
 	job, err := a.Exports.Kickoff(c.Request.Context(), req)
 	if err != nil {
 		return err
@@ -200,6 +206,9 @@ func (a *api) exportStatus(c *gin.Context) error {
 			m.Output = append(m.Output, output{Type: f.Type, URL: a.base(c) + "/_export/" + job.ID + "/" + f.Type + ".ndjson", Count: f.Count})
 		}
 	}
+	if lines := withheldOutcomes(job); len(lines) > 0 {
+		m.Error = append(m.Error, output{Type: "OperationOutcome", URL: a.base(c) + "/_export/" + job.ID + "/" + withheldFile, Count: int64(len(lines))})
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fault.Wrap(err, "render export manifest")
@@ -207,6 +216,22 @@ func (a *api) exportStatus(c *gin.Context) error {
 	c.Header("Expires", job.Expires.UTC().Format(http.TimeFormat))
 	c.Data(http.StatusOK, "application/json; charset=utf-8", pretty(c, b))
 	return nil
+}
+
+// withheldFile is the error file of an export that withheld sensitive
+// resources (no type is spelled so).
+const withheldFile = "withheld.ndjson"
+
+// withheldOutcomes are the lines of withheldFile: per type with withheld
+// resources, an OperationOutcome saying how many (never which).
+func withheldOutcomes(job *store.ExportJob) [][]byte {
+	var lines [][]byte
+	for _, f := range job.Files {
+		if f.Withheld > 0 {
+			lines = append(lines, fault.OutcomeOf([]fault.Issue{disclosure.WithheldIssue(f.Withheld, f.Type+" resources")}))
+		}
+	}
+	return lines
 }
 
 // exportCancel answers DELETE /fhir/_export/{job}: the job and its files
@@ -227,6 +252,12 @@ func (a *api) exportFile(c *gin.Context) error {
 	job, err := a.Exports.Job(ctx, c.Param("job"))
 	if err != nil {
 		return err
+	}
+	if c.Param("file") == withheldFile && job.State == store.JobDone {
+		if lines := withheldOutcomes(job); len(lines) > 0 {
+			c.Data(http.StatusOK, ndjson, append(bytes.Join(lines, []byte("\n")), '\n'))
+			return nil
+		}
 	}
 	typ, ok := strings.CutSuffix(c.Param("file"), ".ndjson")
 	var file *store.ExportFile

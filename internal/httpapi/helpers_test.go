@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
@@ -45,6 +46,7 @@ type env struct {
 	jobs     *reindex.Jobs
 	exports  *bulkexport.Runner // not running: tests step it
 	kap      *kap.Service       // the first instance's
+	auth     auth.Authenticator // nil: authentication off
 }
 
 type syncBuffer struct {
@@ -66,7 +68,13 @@ func (s *syncBuffer) String() string {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, reg: prometheus.NewRegistry(), commands: &metrics.CommandCounter{}, logs: &syncBuffer{}}
+	return newAuthEnv(t, nil)
+}
+
+// newAuthEnv is newEnv with requests authenticated by a (nil: off).
+func newAuthEnv(t *testing.T, a auth.Authenticator) *env {
+	t.Helper()
+	e := &env{t: t, reg: prometheus.NewRegistry(), commands: &metrics.CommandCounter{}, logs: &syncBuffer{}, auth: a}
 	m := metrics.New(e.reg)
 	e.store, e.db = storetest.Open(t, m.CommandMonitor(e.commands.Monitor()))
 	var h http.Handler
@@ -112,6 +120,7 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 		Started:      time.Now(),
 		Cursors:      cursors,
 		Kap:          ks,
+		Auth:         e.auth,
 	}), jobs
 }
 
