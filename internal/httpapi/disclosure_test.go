@@ -129,6 +129,13 @@ func TestDisclosureRead(t *testing.T) {
 	}
 	// A conditional read is refused before it can say "not modified".
 	refused(t, e.as("doc", "GET", "/fhir/Observation/sB", "", "If-None-Match", `W/"1"`))
+	// An update (here a no-op) of data the principal may not read does
+	// not answer with the stored content.
+	r := e.as("nurse", "PUT", "/fhir/Observation/sB", `{"resourceType":"Observation","id":"sB",`+part2Labels+
+		`"status":"final","code":{"text":"AUDIT-C"},"subject":{"reference":"Patient/pB"},"valueString":"secret-B"}`)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"resourceType":"OperationOutcome"`) || strings.Contains(string(r.body), "secret") {
+		t.Errorf("update answered %d %s", r.status, r.body)
+	}
 }
 
 // entries returns a Bundle's entries' Type/id by search mode (or "entry"
