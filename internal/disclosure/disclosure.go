@@ -223,6 +223,30 @@ func (s *Scope) Filter(ctx context.Context, recs []*store.Record) ([]*store.Reco
 	return out, len(recs) - len(out), nil
 }
 
+// Searcher returns st with the records the scope withholds left out of
+// every page: the inner searches of chains and _has then cannot tell
+// whether withheld data matches (Patient?_has:Condition:subject:code=...).
+func (s *Scope) Searcher(st Searcher) Searcher {
+	if s == nil || s.to.Unrestricted {
+		return st
+	}
+	return filtered{s, st}
+}
+
+type filtered struct {
+	s  *Scope
+	st Searcher
+}
+
+func (f filtered) Search(ctx context.Context, q *store.Query) ([]*store.Record, bool, error) {
+	recs, more, err := f.st.Search(ctx, q)
+	if err != nil {
+		return nil, false, err
+	}
+	recs, _, err = f.s.Filter(ctx, recs)
+	return recs, more, err
+}
+
 // Withheld is how many resources the scope has refused so far.
 func (s *Scope) Withheld() int {
 	if s == nil {

@@ -189,7 +189,7 @@ func noWithheldContent(t *testing.T, r *response, got map[string][]string) {
 	t.Helper()
 	for _, x := range patients {
 		in := slices.ContainsFunc(slices.Collect(maps.Values(got)), func(refs []string) bool { return slices.Contains(refs, "Observation/s"+x) })
-		if !in && strings.Contains(string(r.body), "secret-"+x) {
+		if !in && strings.Contains(string(r.body), `"valueString":"secret-`+x) {
 			t.Errorf("the content of withheld Observation/s%s is in the body: %s", x, r.body)
 		}
 	}
@@ -218,6 +218,12 @@ func TestDisclosureSearch(t *testing.T) {
 			map[string][]string{"match": {"Patient/pA", "Patient/pB"}, "include": {"Condition/cA", "Observation/nA", "Observation/nB", "Observation/sA"}}, withheld(1)},
 		{"include of a withheld match's patient is not made", "nurse", "/fhir/Observation?_id=sB,nC&_include=Observation:subject",
 			map[string][]string{"match": {"Observation/nC"}, "include": {"Patient/pC"}}, withheld(1)},
+		{"_has on withheld data matches nothing", "doc", "/fhir/Patient?_has:Observation:subject:value-string=secret-B",
+			map[string][]string{}, nil},
+		{"_has, break the glass", "emergency", "/fhir/Patient?_has:Observation:subject:value-string=secret-B",
+			map[string][]string{"match": {"Patient/pB"}}, nil},
+		{"_has on consented data", "doc", "/fhir/Patient?_has:Observation:subject:value-string=secret-A",
+			map[string][]string{"match": {"Patient/pA"}}, nil},
 		{"compartment", "doc", "/fhir/Patient/pE/Observation",
 			map[string][]string{"match": {"Observation/nE"}}, withheld(1)},
 		{"$everything consented", "doc", "/fhir/Patient/pA/$everything",

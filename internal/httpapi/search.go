@@ -56,7 +56,10 @@ func (a *api) search(c *gin.Context, params url.Values) error {
 // searchset runs a parsed search and answers with the page the cursor
 // names: a searchset Bundle whose links (on self) page through it.
 func (a *api) searchset(c *gin.Context, params url.Values, req *search.Request, self string) error {
-	if err := search.Resolve(c.Request.Context(), a.Resources, req); err != nil {
+	// Chains and _has see only what the principal may: a withheld
+	// resource must not make (or unmake) a match either.
+	ctx := c.Request.Context()
+	if err := search.Resolve(ctx, disclosure.FromContext(ctx).Searcher(a.Resources), req); err != nil {
 		return err
 	}
 	page, err := a.Cursors.Decode(req)
