@@ -65,9 +65,15 @@ func (w *worker) decide(ctx context.Context, rec *store.Record) (plan, string, e
 		if w.ep.Send.Part2 == ehr.Part2Never {
 			return plan{}, "Part 2 data is not sent to this EHR", nil
 		}
-		ok, err := w.scope.Allows(ctx, rec.Type, rec.ID, rec.Raw)
-		if err != nil || !ok || w.ep.Send.Recipient == "" {
-			return plan{}, "Part 2 data without a consent for this recipient", err
+		// Without send.recipient Part 2 data stays home (docs/ehr-sync.md).
+		ok := false
+		if w.ep.Send.Recipient != "" {
+			if ok, err = w.scope.Allows(ctx, rec.Type, rec.ID, rec.Raw); err != nil {
+				return plan{}, "", err
+			}
+		}
+		if !ok {
+			return plan{}, "Part 2 data without a consent for this recipient", nil
 		}
 	}
 	c := w.profile[rec.Type]
