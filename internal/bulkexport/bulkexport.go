@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -46,6 +47,10 @@ type Options struct {
 	Pause time.Duration
 	// Retention is how long the files of a done job are kept (24 h).
 	Retention time.Duration
+	// Disclosure withholds sensitive resources the job's recipient may
+	// not see (default: the policy over the store, with the built-in
+	// search parameters, which are all it reads).
+	Disclosure *disclosure.Policy
 }
 
 // Runner creates and runs export jobs.
@@ -80,6 +85,9 @@ func New(st *store.Store, log *slog.Logger, o Options) *Runner {
 	if o.Retention == 0 {
 		o.Retention = 24 * time.Hour
 	}
+	if o.Disclosure == nil {
+		o.Disclosure = disclosure.New(st, fhir.NewRegistry(), time.Now)
+	}
 	return &Runner{st: st, log: log, o: o, owner: randomID(8), now: time.Now}
 }
 
@@ -102,6 +110,8 @@ type Request struct {
 	// Requester names the principal kicking the job off (issuer, subject
 	// and client of its token; empty without authentication).
 	Requester string
+	// Recipient is whom the export discloses to: the kick-off's principal.
+	Recipient disclosure.Recipient
 }
 
 // InPatientCompartment reports whether resources of typ can be in a
@@ -117,6 +127,8 @@ func (r *Runner) Kickoff(ctx context.Context, req Request) (*store.ExportJob, er
 	job := &store.ExportJob{
 		ID: randomID(16), Level: req.Level, Patients: req.Patients, Types: req.Types, Since: req.Since,
 		Request: req.URL, Requester: req.Requester, TransactionTime: now, Created: now,
+		Recipient: store.ExportRecipient{Unrestricted: req.Recipient.Unrestricted, Actors: req.Recipient.Actors,
+			ClientID: req.Recipient.ClientID, Purposes: req.Recipient.Purposes},
 	}
 	if req.Level == store.ExportGroup {
 		rec, err := r.st.Current(ctx, "Group", req.Group)
@@ -281,6 +293,8 @@ func (r *Runner) batch(ctx context.Context, job *store.ExportJob) error {
 	if err != nil {
 		return err
 	}
+	rc := job.Recipient
+	scope := r.o.Disclosure.Scope(disclosure.Recipient{Unrestricted: rc.Unrestricted, Actors: rc.Actors, ClientID: rc.ClientID, Purposes: rc.Purposes})
 	var buf []byte
 	flush := func() error {
 		if len(buf) == 0 {
@@ -300,6 +314,13 @@ func (r *Runner) batch(ctx context.Context, job *store.ExportJob) error {
 			return err
 		}
 		if v == nil || v.Deleted || (!job.Since.IsZero() && !v.LastUpdated.After(job.Since)) {
+			continue
+		}
+		// The version exported is judged, against the Consents of now.
+		if ok, err := scope.Allows(ctx, v.Type, v.ID, v.Raw); err != nil {
+			return err
+		} else if !ok {
+			f.Withheld++
 			continue
 		}
 		if len(buf) > 0 && len(buf)+len(v.Raw)+1 > r.o.ChunkBytes {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
@@ -68,6 +70,9 @@ func (a *api) exportKickoff(c *gin.Context, req bulkexport.Request) error {
 		return err
 	}
 	req.URL = a.base(c) + strings.TrimPrefix(c.Request.URL.RequestURI(), "/fhir")
+	if p := auth.FromContext(c.Request.Context()); p != nil {
+		req.Recipient = disclosure.RecipientOf(p)
+	}
 	job, err := a.Exports.Kickoff(c.Request.Context(), req)
 	if err != nil {
 		return err
@@ -263,6 +268,9 @@ func (a *api) exportStatus(c *gin.Context) error {
 			m.Output = append(m.Output, output{Type: f.Type, URL: a.base(c) + "/_export/" + job.ID + "/" + f.Type + ".ndjson", Count: f.Count})
 		}
 	}
+	if lines := withheldOutcomes(job); len(lines) > 0 {
+		m.Error = append(m.Error, output{Type: "OperationOutcome", URL: a.base(c) + "/_export/" + job.ID + "/" + withheldFile, Count: int64(len(lines))})
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fault.Wrap(err, "render export manifest")
@@ -270,6 +278,22 @@ func (a *api) exportStatus(c *gin.Context) error {
 	c.Header("Expires", job.Expires.UTC().Format(http.TimeFormat))
 	c.Data(http.StatusOK, "application/json; charset=utf-8", pretty(c, b))
 	return nil
+}
+
+// withheldFile is the error file of an export that withheld sensitive
+// resources (no type is spelled so).
+const withheldFile = "withheld.ndjson"
+
+// withheldOutcomes are the lines of withheldFile: per type with withheld
+// resources, an OperationOutcome saying how many (never which).
+func withheldOutcomes(job *store.ExportJob) [][]byte {
+	var lines [][]byte
+	for _, f := range job.Files {
+		if f.Withheld > 0 {
+			lines = append(lines, fault.OutcomeOf([]fault.Issue{disclosure.WithheldIssue(f.Withheld, f.Type+" resources")}))
+		}
+	}
+	return lines
 }
 
 // exportCancel answers DELETE /fhir/_export/{job}: the job and its files
@@ -293,6 +317,12 @@ func (a *api) exportFile(c *gin.Context) error {
 	job, err := a.exportJob(c)
 	if err != nil {
 		return err
+	}
+	if c.Param("file") == withheldFile && job.State == store.JobDone {
+		if lines := withheldOutcomes(job); len(lines) > 0 {
+			c.Data(http.StatusOK, ndjson, append(bytes.Join(lines, []byte("\n")), '\n'))
+			return nil
+		}
 	}
 	typ, ok := strings.CutSuffix(c.Param("file"), ".ndjson")
 	var file *store.ExportFile

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
@@ -71,6 +72,13 @@ func (a *api) history(c *gin.Context, q store.HistoryQuery) error {
 		}
 		next.Set("_page", strconv.FormatInt(last[len(last)-1].Seq, 10))
 		links = append(links, link{"next", self + "?" + next.Encode()})
+	}
+	// Versions the principal may not see are left out (a history Bundle
+	// has no place for an OperationOutcome entry); the paging above
+	// counts them, so no page repeats or skips.
+	ctx := c.Request.Context()
+	if recs, _, err = disclosure.FromContext(ctx).Filter(ctx, recs); err != nil {
+		return err
 	}
 	c.Data(http.StatusOK, fhirJSON, pretty(c, a.historyBundle(c, links, recs)))
 	return nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/auth"
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/fault"
 )
 
@@ -108,6 +109,17 @@ func (a *api) authenticate(c *gin.Context) {
 		}
 	}
 	c.Request = c.Request.WithContext(auth.NewContext(c.Request.Context(), p))
+	c.Next()
+}
+
+// disclose puts the disclosure scope of the request's principal in its
+// context (package disclosure): Consents are then read once per patient
+// per request. The entries of a batch keep the bundle's scope.
+func (a *api) disclose(c *gin.Context) {
+	ctx := c.Request.Context()
+	if p := auth.FromContext(ctx); p != nil && disclosure.FromContext(ctx) == nil {
+		c.Request = c.Request.WithContext(disclosure.NewContext(ctx, a.policy.Scope(disclosure.RecipientOf(p))))
+	}
 	c.Next()
 }
 

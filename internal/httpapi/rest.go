@@ -13,6 +13,7 @@ import (
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/auth"
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/patch"
 	"github.com/kapfhir/kapfhir/internal/resource"
@@ -63,6 +64,9 @@ func (a *api) read(c *gin.Context) error {
 	if err := a.checkRecord(c, rec); err != nil {
 		return err
 	}
+	if err := a.mayDisclose(c, rec); err != nil {
+		return err
+	}
 	if notModified(c, rec) {
 		return fault.New(fault.NotModified, "", "not modified")
 	}
@@ -92,10 +96,20 @@ func (a *api) vread(c *gin.Context) error {
 	if err := a.checkRecord(c, rec); err != nil {
 		return err
 	}
+	if err := a.mayDisclose(c, rec); err != nil {
+		return err
+	}
 	if err := subset(sub, []*store.Record{rec}); err != nil {
 		return err
 	}
 	return a.send(c, http.StatusOK, rec)
+}
+
+// mayDisclose refuses a stored version the request's principal may not
+// see (package disclosure) with a 403 that says nothing of its content.
+func (a *api) mayDisclose(c *gin.Context, rec *store.Record) error {
+	ctx := c.Request.Context()
+	return disclosure.FromContext(ctx).Check(ctx, rec.Type, rec.ID, rec.Raw)
 }
 
 // parse reads and validates the body as a resource of the URL's type.
@@ -446,7 +460,13 @@ func (a *api) send(c *gin.Context, status int, rec *store.Record) error {
 
 // written answers a create or update, honouring Prefer: return=.
 func (a *api) written(c *gin.Context, out *resource.Outcome) error {
-	status, body := a.writtenReply(c.Writer.Header(), a.base(c), preferReturn(c), out)
+	prefer := preferReturn(c)
+	if prefer == "representation" && !out.Created && a.mayDisclose(c, out.Record) != nil {
+		// An update or patch of data the principal may not read answers
+		// without the resource, as return=OperationOutcome would.
+		prefer = "OperationOutcome"
+	}
+	status, body := a.writtenReply(c.Writer.Header(), a.base(c), prefer, out)
 	if body == nil {
 		c.Status(status)
 		return nil

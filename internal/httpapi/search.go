@@ -12,6 +12,7 @@ import (
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/auth"
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -89,7 +90,10 @@ func (a *api) restrictSearch(c *gin.Context, params url.Values, req *search.Requ
 // searchset runs a parsed search and answers with the page the cursor
 // names: a searchset Bundle whose links (on self) page through it.
 func (a *api) searchset(c *gin.Context, params url.Values, req *search.Request, self string) error {
-	if err := search.Resolve(c.Request.Context(), a.Resources, req); err != nil {
+	// Chains and _has see only what the principal may: a withheld
+	// resource must not make (or unmake) a match either.
+	ctx := c.Request.Context()
+	if err := search.Resolve(ctx, disclosure.FromContext(ctx).Searcher(a.Resources), req); err != nil {
 		return err
 	}
 	page, err := a.Cursors.Decode(req)
@@ -112,21 +116,22 @@ func (a *api) searchset(c *gin.Context, params url.Values, req *search.Request, 
 	if back {
 		slices.Reverse(recs)
 	}
-	incs, warnings, err := search.Includes(c.Request.Context(), a.Resources, req, recs)
+	// The links page by the rows read, withheld ones included.
+	links := a.pageLinks(self, params, req, recs, page, more)
+	recs, incs, withheld, err := a.disclosed(c, req, recs)
 	if err != nil {
 		return err
 	}
 	// Included resources are of types and patients the search did not
 	// name: only those the scopes reach are returned.
 	incs = a.readable(c, incs)
-	issues := append(append(req.Ignored, warnings...), a.reindexWarnings(req)...)
+	issues := append(append(req.Ignored, withheld...), a.reindexWarnings(req)...)
 	total := int64(-1)
 	if req.Total == "accurate" {
 		if total, err = a.Resources.Count(c.Request.Context(), q); err != nil {
 			return err
 		}
 	}
-	links := a.pageLinks(self, params, req, recs, page, more)
 	if err := subset(req.Subset, recs, incs); err != nil {
 		return err
 	}
@@ -158,6 +163,31 @@ func (a *api) searchset(c *gin.Context, params url.Values, req *search.Request, 
 	})
 	c.Data(http.StatusOK, fhirJSON, pretty(c, body))
 	return nil
+}
+
+// disclosed keeps the matches the request's principal may see, adds
+// their includes (of the kept matches only, so a withheld match shows
+// nothing through what it refers to) the principal may see, and returns
+// the include warnings plus one announcing how many were withheld.
+func (a *api) disclosed(c *gin.Context, req *search.Request, recs []*store.Record) ([]*store.Record, []*store.Record, []fault.Issue, error) {
+	ctx := c.Request.Context()
+	scope := disclosure.FromContext(ctx)
+	recs, n, err := scope.Filter(ctx, recs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	incs, warnings, err := search.Includes(ctx, a.Resources, req, recs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	incs, m, err := scope.Filter(ctx, incs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if n+m > 0 {
+		warnings = append(warnings, disclosure.WithheldIssue(int64(n+m), "resources"))
+	}
+	return recs, incs, warnings, nil
 }
 
 // subset replaces the resources of the records by the part that s keeps

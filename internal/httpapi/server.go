@@ -18,6 +18,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/ehr/inbound"
 	"github.com/kapfhir/kapfhir/internal/ehr/outbound"
 	"github.com/kapfhir/kapfhir/internal/fault"
@@ -138,12 +139,14 @@ type api struct {
 	// public are the routes whose scope rule is "public": they answer
 	// without credentials (a client discovers how to authenticate there).
 	public map[string]bool
+	policy *disclosure.Policy
 }
 
 // New returns the HTTP handler of the whole service.
 func New(cfg Config) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
-	a := &api{Config: cfg, interactions: map[string]string{}, public: map[string]bool{}, levels: levelsOf(routes)}
+	a := &api{Config: cfg, interactions: map[string]string{}, public: map[string]bool{}, levels: levelsOf(routes),
+		policy: disclosure.New(cfg.Resources, cfg.Registry, time.Now)}
 
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
@@ -160,7 +163,7 @@ func New(cfg Config) http.Handler {
 	r.GET("/readyz", a.wrap(a.readyz))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 
-	f := r.Group("", a.negotiate, a.authenticate)
+	f := r.Group("", a.negotiate, a.authenticate, a.disclose)
 	for _, rt := range routes {
 		a.interactions[rt.method+" "+rt.path] = strings.Fields(rt.interaction)[0]
 		h := rt.handler

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/search"
@@ -160,10 +161,13 @@ type ListOptions struct {
 
 // Page is one page of a list. Next is the cursor of the following page,
 // empty on the last. A page may hold fewer than Limit items when stored
-// resources do not fit the KAP model.
+// resources do not fit the KAP model, or are withheld: Withheld counts the
+// records of the page the disclosure policy kept from the caller
+// (42 CFR Part 2 / SUD data without purpose and consent).
 type Page[T any] struct {
-	Items []T    `json:"items"`
-	Next  string `json:"next,omitempty"`
+	Items    []T    `json:"items"`
+	Next     string `json:"next,omitempty"`
+	Withheld int    `json:"withheld,omitempty"`
 }
 
 // item is a mapped resource with the stored version of its primary
@@ -231,8 +235,15 @@ func list[T any](ctx context.Context, s *Service, v view[T], params url.Values, 
 	return out, next, nil
 }
 
-// mapPage maps stored primaries back, with the companions of the page.
+// mapPage maps stored primaries back, with the companions of the page;
+// primaries and companions the request's principal may not see are left
+// out (package disclosure; the scope counts them).
 func mapPage[T any](ctx context.Context, s *Service, v view[T], recs []*store.Record, keep func(T) bool) ([]item[T], error) {
+	scope := disclosure.FromContext(ctx)
+	recs, _, err := scope.Filter(ctx, recs)
+	if err != nil {
+		return nil, err
+	}
 	var companions []mappings.Resource
 	var drop map[string]bool
 	if v.with != nil && len(recs) > 0 {
@@ -240,10 +251,20 @@ func mapPage[T any](ctx context.Context, s *Service, v view[T], recs []*store.Re
 		for i, r := range recs {
 			page[i] = resourceOf(r)
 		}
-		var err error
 		if companions, drop, err = v.with(ctx, s, page); err != nil {
 			return nil, err
 		}
+		kept := companions[:0:0]
+		for _, c := range companions {
+			ok, err := scope.Allows(ctx, c.Type, c.ID, string(c.JSON))
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				kept = append(kept, c)
+			}
+		}
+		companions = kept
 	}
 	return mapGroup(s, v, recs, companions, drop, keep), nil
 }
@@ -273,8 +294,10 @@ func resourceOf(r *store.Record) mappings.Resource {
 
 // listPage is list as a Page of values.
 func listPage[T any](ctx context.Context, s *Service, v view[T], params url.Values, o ListOptions, keep func(T) bool) (Page[T], error) {
+	scope := disclosure.FromContext(ctx)
+	before := scope.Withheld()
 	items, next, err := list(ctx, s, v, params, o, keep)
-	p := Page[T]{Items: make([]T, 0, len(items)), Next: next}
+	p := Page[T]{Items: make([]T, 0, len(items)), Next: next, Withheld: scope.Withheld() - before}
 	for _, it := range items {
 		p.Items = append(p.Items, it.val)
 	}
@@ -312,6 +335,11 @@ func get[T any](ctx context.Context, s *Service, v view[T], id, what string) (it
 		return item[T]{}, notFound
 	}
 	if err != nil {
+		return item[T]{}, err
+	}
+	// A record the principal may not see is refused, for reads and for
+	// the writes that start from it alike.
+	if err := disclosure.FromContext(ctx).Check(ctx, rec.Type, rec.ID, rec.Raw); err != nil {
 		return item[T]{}, err
 	}
 	items, err := mapPage(ctx, s, v, []*store.Record{rec}, nil)

@@ -41,7 +41,10 @@ type ExportJob struct {
 	// TransactionTime is the snapshot: the versions current then are
 	// exported.
 	TransactionTime time.Time `bson:"tt"`
-	State           string    `bson:"state"` // JobPending, JobRunning, JobDone
+	// Recipient is whom the export discloses to (package disclosure): the
+	// kick-off's principal. A job without one withholds all sensitive data.
+	Recipient ExportRecipient `bson:"recipient"`
+	State     string          `bson:"state"` // JobPending, JobRunning, JobDone
 	// Plan is the types to export, fixed when the job starts; Step the one
 	// being exported, After the last id done in it.
 	Plan     []string     `bson:"plan,omitempty"`
@@ -64,6 +67,16 @@ type ExportFile struct {
 	First int64  `bson:"first"`
 	Last  int64  `bson:"last"`
 	Count int64  `bson:"count"`
+	// Withheld counts the resources the disclosure policy kept out.
+	Withheld int64 `bson:"withheld,omitempty"`
+}
+
+// ExportRecipient is a stored disclosure.Recipient.
+type ExportRecipient struct {
+	Unrestricted bool     `bson:"all,omitempty"`
+	Actors       []string `bson:"actors,omitempty"`
+	ClientID     string   `bson:"client,omitempty"`
+	Purposes     []string `bson:"purposes,omitempty"`
 }
 
 func chunkKey(job string, n int64) string { return job + "/" + strconv.FormatInt(n, 10) }

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/resource"
@@ -335,9 +336,15 @@ func (n *Notifier) backoff(attempt int) time.Duration {
 
 // payload is the notification body: none (empty), a history Bundle whose
 // one entry has only the fullUrl of the version (id-only), or the resource
-// as stored (full-resource).
+// as stored (full-resource). A Subscription has no principal a Consent
+// could name, so Part 2 data (package disclosure) goes id-only: the
+// subscriber reads it through the API, where the policy applies.
 func (n *Notifier) payload(spec *resource.SubscriptionSpec, rec *store.Record) ([]byte, error) {
-	switch spec.Content {
+	content := spec.Content
+	if labels, err := disclosure.Labels(rec.Raw); err != nil || len(labels) > 0 {
+		content = "id-only"
+	}
+	switch content {
 	case "empty":
 		return nil, nil
 	case "id-only":

@@ -187,6 +187,19 @@ func TestNotify(t *testing.T) {
 	if diff := cmp.Diff(map[string]int{"/full": 1, "/ids": 1, "/empty": 2}, paths); diff != "" {
 		t.Errorf("after updates (-want +got):\n%s", diff)
 	}
+	// Part 2 data goes id-only even to a full-resource subscriber.
+	h.mustPut("Observation", "o3", strings.Replace(observation("o3", "8867-4"), `"status"`,
+		`"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"42CFRPart2"}]},"status"`, 1))
+	h.step()
+	var fulls []string
+	for _, r := range rcv.take() {
+		if r.path == "/full" {
+			fulls = append(fulls, r.body)
+		}
+	}
+	if diff := cmp.Diff([]string{`{"entry":[{"fullUrl":"https://fhir.example/fhir/Observation/o3/_history/1"}],"resourceType":"Bundle","type":"history"}`}, fulls); diff != "" {
+		t.Errorf("Part 2 notification to the full-resource subscriber (-want +got):\n%s", diff)
+	}
 }
 
 func TestRetriesAndError(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"log/slog"
 	mathrand "math/rand/v2"
 	"net/http"
@@ -69,12 +70,12 @@ type Options struct {
 // started and stopped as their definitions change (defs.go).
 type Engine struct {
 	st      *store.Store
-	reg     *fhir.Registry
 	mapper  *mappings.Mapper
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	o       Options
 	system  string // our identifier system
+	policy  *disclosure.Policy
 
 	reloading sync.Mutex // serialises Reload
 	mu        sync.Mutex // guards the fields below and the workers' start and stop
@@ -130,7 +131,8 @@ func New(st *store.Store, reg *fhir.Registry, mapper *mappings.Mapper, cfg ehr.C
 	if o.Sources.LookupEnv == nil {
 		o.Sources = ehr.DefaultSources()
 	}
-	e := &Engine{st: st, reg: reg, mapper: mapper, metrics: m, log: log, o: o, system: "urn:kapfhir:" + o.Install}
+	e := &Engine{st: st, mapper: mapper, metrics: m, log: log, o: o, system: "urn:kapfhir:" + o.Install,
+		policy: disclosure.New(st, reg, o.Now)}
 	for _, ep := range cfg.Endpoints {
 		ep.Source = ehr.SourceFile // whatever cfg says: these are fixed
 		c, err := o.Client(ep)
@@ -218,10 +220,10 @@ type worker struct {
 	// stepping serialises steps (Run and a test's Step); the fields
 	// below belong to the step holding it.
 	stepping sync.Mutex
-	ensured  bool                 // the endpoint's state document exists
-	profile  ehr.Profile          // discovered once, with the overrides
-	state    *store.SyncEndpoint  // as held; nil when not held
-	consent  map[string][]consent // a batch's Consents by patient reference
+	ensured  bool                // the endpoint's state document exists
+	profile  ehr.Profile         // discovered once, with the overrides
+	state    *store.SyncEndpoint // as held; nil when not held
+	scope    *disclosure.Scope   // a batch's disclosure context (Consents read once per patient)
 }
 
 // run steps until ctx ends, without waiting while there is more to read.
@@ -291,7 +293,7 @@ func (w *worker) step(ctx context.Context) (bool, error) {
 		_, _ = w.save(ctx, 0, 0)
 		return false, err
 	}
-	w.consent = map[string][]consent{}
+	w.scope = w.e.policy.Scope(disclosure.Recipient{Actors: []string{w.ep.Send.Recipient}, Purposes: []string{disclosure.Treatment}})
 	if held.Replays > 0 {
 		if err := w.replays(ctx, held.Replays); err != nil {
 			return false, err

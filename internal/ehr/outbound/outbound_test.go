@@ -598,6 +598,23 @@ func TestPolicy(t *testing.T) {
 		t.Error("the security labels were not sent")
 	}
 
+	// The rule is the API's (package disclosure): a deny of SUD nested in
+	// the consent keeps SUD-labelled data home, the rest still goes.
+	h.put(`{"resourceType":"Consent","id":"k1","status":"active","scope":{"text":"privacy"},"category":[{"text":"roi"}],
+		"patient":{"reference":"Patient/c1"},"provision":{"type":"permit",
+		"actor":[{"role":{"text":"recipient"},"reference":{"reference":"Organization/org-hospital"}}],
+		"purpose":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"TREAT"}],
+		"provision":[{"type":"deny","securityLabel":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"SUD"}]}]}}`)
+	h.put(observation("sud", "v3", part2))
+	h.put(observation("sud2", "x", `"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"SUD"}]},`))
+	h.drain(e)
+	if got := h.remote("Observation", "Observation/sud"); got == nil || got["valueString"] != "v3" {
+		t.Errorf("under the consent with a deny of SUD, the 42CFRPart2 Observation is %v", got)
+	}
+	if h.remote("Observation", "Observation/sud2") != nil {
+		t.Error("SUD data was sent although the consent denies it")
+	}
+
 	// KAPOnly: an Observation of a KAP session goes, another one does not.
 	h2 := newHarness(t, observationCaps, ehr.SendPolicy{Types: []string{"Observation"}, KAPOnly: true})
 	h2.put(patientC1)

@@ -5,11 +5,10 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
-	"time"
 
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/ehr"
 	"github.com/kapfhir/kapfhir/internal/fault"
-	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
@@ -27,15 +26,6 @@ func PulledSourceSystem(endpoint string) string { return "urn:kapfhir:ehr:" + en
 // (meta.tag code): after a lost answer to a PUT, the EHR's copy tells
 // whether that write was applied.
 const versionTagSystem = "urn:kapfhir:version"
-
-const (
-	sysActCode  = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-	sysActReson = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
-)
-
-// part2Labels are the meta.security codes (v3-ActCode) that make a
-// resource Part 2 data (mapping spec §10.2).
-var part2Labels = []string{"42CFRPart2", "SUD"}
 
 // plan is how a change goes to the EHR.
 type plan struct {
@@ -67,13 +57,23 @@ func (w *worker) decide(ctx context.Context, rec *store.Record) (plan, string, e
 			return plan{}, "not a KAP resource", err
 		}
 	}
-	if labels := info.part2(); len(labels) > 0 {
+	labels, err := disclosure.Labels(rec.Raw)
+	if err != nil {
+		return plan{}, "unreadable", nil
+	}
+	if len(labels) > 0 {
 		if w.ep.Send.Part2 == ehr.Part2Never {
 			return plan{}, "Part 2 data is not sent to this EHR", nil
 		}
-		ok, err := w.consentPermits(ctx, info.patient(rec), labels)
-		if err != nil || !ok {
-			return plan{}, "Part 2 data without a consent for this recipient", err
+		// Without send.recipient Part 2 data stays home (docs/ehr-sync.md).
+		ok := false
+		if w.ep.Send.Recipient != "" {
+			if ok, err = w.scope.Allows(ctx, rec.Type, rec.ID, rec.Raw); err != nil {
+				return plan{}, "", err
+			}
+		}
+		if !ok {
+			return plan{}, "Part 2 data without a consent for this recipient", nil
 		}
 	}
 	c := w.profile[rec.Type]
@@ -92,8 +92,6 @@ type info struct {
 		Security []coding `json:"security"`
 		Tag      []coding `json:"tag"`
 	} `json:"meta"`
-	Subject *ref `json:"subject"`
-	Patient *ref `json:"patient"`
 	// tree is the whole resource, for the kap codings and references.
 	tree any
 }
@@ -101,10 +99,6 @@ type info struct {
 type coding struct {
 	System string `json:"system"`
 	Code   string `json:"code"`
-}
-
-type ref struct {
-	Reference string `json:"reference"`
 }
 
 func readInfo(raw string) (*info, error) {
@@ -120,31 +114,6 @@ func readInfo(raw string) (*info, error) {
 
 func (in *info) hasTag(system, code string) bool {
 	return slices.Contains(in.Meta.Tag, coding{system, code})
-}
-
-// part2 is the resource's Part 2 labels.
-func (in *info) part2() []string {
-	var out []string
-	for _, c := range in.Meta.Security {
-		if c.System == sysActCode && slices.Contains(part2Labels, c.Code) {
-			out = append(out, c.Code)
-		}
-	}
-	return out
-}
-
-// patient is the Patient a resource is about: itself, or its subject or
-// patient reference; "" when none.
-func (in *info) patient(rec *store.Record) string {
-	if rec.Type == "Patient" {
-		return store.Key("Patient", rec.ID)
-	}
-	for _, r := range []*ref{in.Subject, in.Patient} {
-		if r != nil && strings.HasPrefix(r.Reference, "Patient/") {
-			return r.Reference
-		}
-	}
-	return ""
 }
 
 // walk calls fn with every string member of the tree and its key.
@@ -205,172 +174,4 @@ func (w *worker) isKAP(ctx context.Context, in *info) (bool, error) {
 		}
 	}
 	return false, nil
-}
-
-// consent is the part of a Consent the Part 2 rule reads.
-type consent struct {
-	Status    string     `json:"status"`
-	Provision *provision `json:"provision"`
-}
-
-type provision struct {
-	Type   string  `json:"type"`
-	Period *period `json:"period"`
-	Actor  []struct {
-		Reference ref `json:"reference"`
-	} `json:"actor"`
-	Purpose       []coding    `json:"purpose"`
-	SecurityLabel []coding    `json:"securityLabel"`
-	Provision     []provision `json:"provision"`
-}
-
-type period struct {
-	Start string `json:"start"`
-	End   string `json:"end"`
-}
-
-// consentPermits is the Part 2 rule: some active Consent of the patient
-// permits disclosure of data with these labels to the endpoint's
-// Recipient for treatment (see permits).
-func (w *worker) consentPermits(ctx context.Context, patient string, labels []string) (bool, error) {
-	if patient == "" || w.ep.Send.Recipient == "" {
-		return false, nil
-	}
-	cs, ok := w.consent[patient]
-	if !ok {
-		var err error
-		if cs, err = w.consents(ctx, patient); err != nil {
-			return false, err
-		}
-		w.consent[patient] = cs
-	}
-	now := w.e.o.Now()
-	for _, c := range cs {
-		if c.permits(w.ep.Send.Recipient, labels, now) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// consents reads the patient's active Consents (cached per batch: on the
-// embedded store a search is a scan).
-func (w *worker) consents(ctx context.Context, patient string) ([]consent, error) {
-	r, err := search.ParseCriteria(w.e.reg, "Consent", "status=active&patient="+patient)
-	if err != nil {
-		return nil, err
-	}
-	var out []consent
-	q := &store.Query{Type: "Consent", And: r.Conds, Sort: []store.Sort{{Field: "rid"}}, Limit: 200}
-	for {
-		recs, more, err := w.e.st.Search(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, rec := range recs {
-			var c consent
-			if json.Unmarshal([]byte(rec.Raw), &c) == nil {
-				out = append(out, c)
-			}
-		}
-		if !more || len(recs) == 0 {
-			return out, nil
-		}
-		q.After = []any{recs[len(recs)-1].ID}
-	}
-}
-
-// permits: the Consent is active; its root provision is a permit, in its
-// period, naming the recipient among its actors and TREAT among its
-// purposes, and listing every label among its securityLabels when it
-// lists any; and no deny provision nested in it applies (in its period,
-// naming the recipient or no actor, TREAT or no purpose) to one of the
-// labels (or to every label, when it lists none).
-func (c consent) permits(recipient string, labels []string, now time.Time) bool {
-	p := c.Provision
-	if c.Status != "active" || p == nil || p.Type != "permit" || !p.Period.covers(now) ||
-		!p.names(recipient) || !hasCoding(p.Purpose, sysActReson, "TREAT") {
-		return false
-	}
-	if len(p.SecurityLabel) > 0 {
-		for _, l := range labels {
-			if !hasCoding(p.SecurityLabel, sysActCode, l) {
-				return false
-			}
-		}
-	}
-	return !p.denies(recipient, labels, now)
-}
-
-func (p *provision) denies(recipient string, labels []string, now time.Time) bool {
-	for i := range p.Provision {
-		n := &p.Provision[i]
-		applies := n.Type == "deny" && n.Period.covers(now) &&
-			(len(n.Actor) == 0 || n.names(recipient)) &&
-			(len(n.Purpose) == 0 || hasCoding(n.Purpose, sysActReson, "TREAT"))
-		if applies && (len(n.SecurityLabel) == 0 || slices.ContainsFunc(labels, func(l string) bool { return hasCoding(n.SecurityLabel, sysActCode, l) })) {
-			return true
-		}
-		if n.denies(recipient, labels, now) {
-			return true
-		}
-	}
-	return false
-}
-
-func (p *provision) names(recipient string) bool {
-	return slices.ContainsFunc(p.Actor, func(a struct {
-		Reference ref `json:"reference"`
-	}) bool {
-		return a.Reference.Reference == recipient
-	})
-}
-
-func hasCoding(cs []coding, system, code string) bool {
-	return slices.Contains(cs, coding{system, code})
-}
-
-// covers reports whether now is in the period (dates or dateTimes; an
-// absent period or end is open; an unreadable one covers nothing).
-func (p *period) covers(now time.Time) bool {
-	if p == nil {
-		return true
-	}
-	if p.Start != "" {
-		s, ok := parseWhen(p.Start, false)
-		if !ok || now.Before(s) {
-			return false
-		}
-	}
-	if p.End != "" {
-		e, ok := parseWhen(p.End, true)
-		if !ok || !now.Before(e) {
-			return false
-		}
-	}
-	return true
-}
-
-// parseWhen reads a FHIR date or dateTime; a partial date as an end means
-// the end of that day, month or year.
-func parseWhen(s string, end bool) (time.Time, bool) {
-	for _, l := range []struct {
-		layout string
-		step   func(time.Time) time.Time
-	}{
-		{time.RFC3339Nano, nil},
-		{"2006-01-02", func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }},
-		{"2006-01", func(t time.Time) time.Time { return t.AddDate(0, 1, 0) }},
-		{"2006", func(t time.Time) time.Time { return t.AddDate(1, 0, 0) }},
-	} {
-		t, err := time.Parse(l.layout, s)
-		if err != nil {
-			continue
-		}
-		if end && l.step != nil {
-			t = l.step(t)
-		}
-		return t, true
-	}
-	return time.Time{}, false
 }

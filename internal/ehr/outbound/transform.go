@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"context"
+	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"strconv"
 	"strings"
 
@@ -194,12 +195,12 @@ func (w *worker) sessionNote(ctx context.Context, rec *store.Record) (*fhir.Reso
 	if !isKAP {
 		return nil, "no portable form: the encounter is not a KAP session"
 	}
-	in, err := readInfo(rec.Raw)
+	labels, err := disclosure.Labels(rec.Raw)
 	if err != nil {
 		return nil, "unreadable"
 	}
 	d := mappings.Document{ID: rec.ID, AuthorID: firstOf(a.PerformerID, a.WitnessID), Date: firstOf(a.Time, a.End, a.Start)}
-	rs, err := m.SessionNoteToFHIR(d, s, []mappings.Administration{a}, nil, mappings.Labels{SubstanceUse: len(in.part2()) > 0})
+	rs, err := m.SessionNoteToFHIR(d, s, []mappings.Administration{a}, nil, mappings.Labels{SubstanceUse: len(labels) > 0})
 	if err != nil || len(rs) == 0 {
 		return nil, "no portable form: the session note cannot be made"
 	}
