@@ -49,6 +49,11 @@ type Config struct {
 	// Subscriptions turns on the rest-hook Subscription notifier: off,
 	// Subscriptions are stored (and checked) but stay requested.
 	Subscriptions bool `env:"KAPFHIR_SUBSCRIPTIONS" envDefault:"false"`
+	// Audit (on or off) records an AuditEvent of every request and EHR
+	// disclosure; AuditQueue is how many may wait to be written before
+	// new ones are dropped (and counted).
+	Audit      string `env:"KAPFHIR_AUDIT" envDefault:"on"`
+	AuditQueue int    `env:"KAPFHIR_AUDIT_QUEUE" envDefault:"10000"`
 }
 
 // installPattern keeps the install name a plain URN segment.
@@ -88,6 +93,12 @@ func Load(environ map[string]string) (Config, error) {
 	}
 	if c.SyncLease < minSyncLease || c.SyncLease > maxSyncLease {
 		return c, fmt.Errorf("configuration: KAPFHIR_SYNC_LEASE must be between %v and %v", minSyncLease, maxSyncLease)
+	}
+	if c.Audit != "on" && c.Audit != "off" {
+		return c, fmt.Errorf("configuration: KAPFHIR_AUDIT must be on or off")
+	}
+	if c.AuditQueue < 1 {
+		return c, fmt.Errorf("configuration: KAPFHIR_AUDIT_QUEUE must be positive")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -287,7 +287,11 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 		recs = append(recs, rec)
 		written = append(written, i)
 	}
-	if err := s.store.CommitTxn(ctx, recs); err != nil {
+	provs, err := s.provenance(ctx, recs)
+	if err != nil {
+		return err
+	}
+	if err := s.store.CommitTxn(ctx, append(recs, provs...)); err != nil {
 		for _, i := range written {
 			ops[i].Outcome = nil
 		}
