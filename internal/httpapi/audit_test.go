@@ -250,10 +250,10 @@ func TestAuditBundles(t *testing.T) {
 	want := map[string]int{
 		"transaction 0 ": 1, "batch 0 ": 1,
 		"create 0 Patient/" + id + "/_history/1,patient:Patient/" + id: 1,
-		"update 0 Patient/t2/_history/1,patient:Patient/t2":             1,
-		"read 0 Patient/t2/_history/1,patient:Patient/t2":               1,
-		"update 0 Patient/t3/_history/1,patient:Patient/t3":             1,
-		"read 4 Patient/nope,patient:Patient/nope":                      1,
+		"update 0 Patient/t2/_history/1,patient:Patient/t2":            1,
+		"read 0 Patient/t2/_history/1,patient:Patient/t2":              1,
+		"update 0 Patient/t3/_history/1,patient:Patient/t3":            1,
+		"read 4 Patient/nope,patient:Patient/nope":                     1,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("AuditEvents of the bundles (-want +got):\n%s", diff)
