@@ -17,6 +17,7 @@ func TestLoadDefaults(t *testing.T) {
 		HTTPAddr: "127.0.0.1:8080", DataDir: "./data", MongoDatabase: "kapfhir", MaxBodyBytes: 10 << 20,
 		LogLevel: "info", StoreTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second, TxnDeadline: 30 * time.Second,
 		ExportRetention: 24 * time.Hour, SyncInstall: "kapfhir", SyncLease: 90 * time.Second,
+		Audit: "on", AuditQueue: 10000,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -37,6 +38,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"KAPFHIR_SYNC_INSTALL": "Clinic A"}, "KAPFHIR_SYNC_INSTALL must match"},
 		{map[string]string{"KAPFHIR_SYNC_LEASE": "500ms"}, "KAPFHIR_SYNC_LEASE must be between 1s and 1h0m0s"},
 		{map[string]string{"KAPFHIR_SYNC_LEASE": "2h"}, "KAPFHIR_SYNC_LEASE must be between"},
+		{map[string]string{"KAPFHIR_AUDIT": "true"}, "KAPFHIR_AUDIT must be on or off"},
+		{map[string]string{"KAPFHIR_AUDIT_QUEUE": "0"}, "KAPFHIR_AUDIT_QUEUE must be positive"},
 	} {
 		_, err := Load(tc.env)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
