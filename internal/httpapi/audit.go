@@ -37,8 +37,35 @@ func (a *api) recordAudit(c *gin.Context) {
 		addr = c.ClientIP()
 		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), addrKey{}, addr))
 	}
+	var tr *resource.Trace
+	if a.interactions[c.Request.Method+" "+c.FullPath()] == "kap" {
+		// The KAP API speaks clinic terms: its event names the FHIR
+		// resources the service read and wrote to answer.
+		var ctx context.Context
+		ctx, tr = resource.WithTrace(c.Request.Context())
+		c.Request = c.Request.WithContext(ctx)
+	}
 	c.Next()
-	a.Audit.Record(a.requestEvent(c, addr))
+	e := a.requestEvent(c, addr)
+	if tr != nil {
+		refs, more := tr.Refs()
+		named := map[audit.Entity]bool{}
+		for _, en := range e.Entities {
+			named[en] = true
+		}
+		for _, ref := range refs {
+			for _, en := range audit.Resource(ref) {
+				if !named[en] {
+					named[en] = true
+					e.Entities = append(e.Entities, en)
+				}
+			}
+		}
+		if more > 0 {
+			e.Entities = append(e.Entities, audit.Entity{Name: strconv.Itoa(more) + " more resources"})
+		}
+	}
+	a.Audit.Record(e)
 }
 
 // requestEvent describes the request c answered.

@@ -166,9 +166,9 @@ var clinician = []string{"TREAT"}
 func TestAuditInteractions(t *testing.T) {
 	e := newAuditEnv(t, testTokens)
 	ok := func(r *response, status int) *response {
-		t.Helper()
+		e.t.Helper() // e.t: the subtest running
 		if r.status != status {
-			t.Fatalf("%d, want %d: %s", r.status, status, r.body)
+			e.t.Fatalf("%d, want %d: %s", r.status, status, r.body)
 		}
 		return r
 	}
@@ -203,6 +203,7 @@ func TestAuditInteractions(t *testing.T) {
 			auditSummary{rest, "delete", "D", "0", "Practitioner/pr1", clinician, []string{"Observation/" + obs + "/_history/2"}}},
 		{"KAP request", func() { ok(e.as("clinician", "GET", "/kap/v1/clients/p1/consents?limit=5", ""), 200) }, "entity-name=/kap/v1/clients/p1/consents",
 			auditSummary{rest, "", "R", "0", "Practitioner/pr1", clinician, []string{"/kap/v1/clients/p1/consents", "query:limit=5", "patient:Patient/p1"}}},
+
 		{"unauthenticated", func() { ok(e.do("GET", "/fhir/Patient/p1", ""), 401) }, "outcome=4&subtype=read",
 			auditSummary{rest, "read", "R", "4", "unauthenticated", nil, []string{"Patient/p1", "patient:Patient/p1"}}},
 		{"forbidden", func() { ok(e.as("revoked", "DELETE", "/fhir/Patient/p1", ""), 403) }, "outcome=4&subtype=delete",
@@ -217,6 +218,20 @@ func TestAuditInteractions(t *testing.T) {
 			}
 		})
 	}
+	// A KAP write names the FHIR resources it wrote.
+	t.Run("KAP write", func(t *testing.T) {
+		e.t = t
+		r := e.as("clinician", "POST", "/kap/v1/clients", `{"name":{"family":"Moss"},"gender":"male","identifiers":[{"system":"https://clinic.example/mrn","value":"MRN-9"}]}`, "Content-Type", "application/json")
+		if r.status != http.StatusCreated {
+			t.Fatalf("%d, want 201: %s", r.status, r.body)
+		}
+		id := r.json(t)["id"].(string)
+		want := auditSummary{rest, "", "C", "0", "Practitioner/pr1", clinician,
+			[]string{"/kap/v1/clients", "Patient/" + id + "/_history/1", "patient:Patient/" + id}}
+		if diff := cmp.Diff(want, e.oneAudit("entity-name=/kap/v1/clients&action=C")); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
 }
 
 // TestAuditBundles: a transaction is one event for the bundle and one per

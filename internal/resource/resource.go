@@ -54,6 +54,7 @@ func (s *Service) Read(ctx context.Context, typ, id string) (*store.Record, erro
 	if err != nil {
 		return nil, err
 	}
+	trace(ctx, r)
 	if r.Deleted {
 		return r, gone(r)
 	}

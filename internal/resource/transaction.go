@@ -300,6 +300,7 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 		}
 		return err
 	}
+	trace(ctx, recs...)
 	for _, op := range ops {
 		op.guard = nil // committed: the guard stays with the resource
 	}
