@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/audit"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -264,17 +265,32 @@ func (r *rawSide) serverInfo(ctx context.Context) (serverInfo, error) {
 	return si, err
 }
 
-// countDocs counts the documents of the named collections.
+// countDocs counts the documents of the named collections, the service's
+// AuditEvents apart (under "audit_events", those of "resources"): it
+// writes one per request in the background, so how many are stored when
+// the run ends depends on what is still queued.
 func (r *rawSide) countDocs(ctx context.Context, names ...string) (map[string]int64, error) {
 	out := map[string]int64{}
-	for _, name := range names {
+	count := func(name string, filter bson.D) (int64, error) {
 		cctx, cancel := r.op(ctx)
-		n, err := r.db.Collection(name).CountDocuments(cctx, bson.D{})
-		cancel()
+		defer cancel()
+		n, err := r.db.Collection(name).CountDocuments(cctx, filter)
 		if err != nil {
-			return nil, fmt.Errorf("count %s: %w", name, err)
+			return 0, fmt.Errorf("count %s: %w", name, err)
+		}
+		return n, nil
+	}
+	for _, name := range names {
+		n, err := count(name, bson.D{{Key: "type", Value: bson.D{{Key: "$ne", Value: audit.ResourceType}}}})
+		if err != nil {
+			return nil, err
 		}
 		out[name] = n
 	}
+	n, err := count("resources", bson.D{{Key: "type", Value: audit.ResourceType}})
+	if err != nil {
+		return nil, err
+	}
+	out["audit_events"] = n
 	return out, nil
 }

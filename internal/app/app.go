@@ -20,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/audit"
 	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
@@ -52,6 +53,7 @@ type App struct {
 	sync     *outbound.Engine
 	pull     *inbound.Puller
 	notifier *subscription.Notifier // nil: KAPFHIR_SUBSCRIPTIONS off
+	audit    *audit.Sink            // nil: KAPFHIR_AUDIT off
 	mongoURI string
 }
 
@@ -111,11 +113,15 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	a.store = st
+	svc := resource.New(st, reg, time.Now)
+	if cfg.Audit == "on" {
+		a.audit = audit.New(svc, o.Registry, audit.Options{Queue: cfg.AuditQueue, Observer: cfg.SyncInstall, Logger: o.Logger})
+	}
 	a.reindex = reindex.New(st, reg, m, o.Logger, reindex.Options{})
 	a.exports = bulkexport.New(st, o.Logger, bulkexport.Options{Retention: cfg.ExportRetention})
 	// The engine runs even without file endpoints: endpoints may be
 	// defined through the admin API at any time.
-	if a.sync, err = newSync(st, reg, ehrCfg, m, o.Logger, outbound.Options{Install: cfg.SyncInstall, Lease: cfg.SyncLease, Owner: owner()}); err != nil {
+	if a.sync, err = newSync(st, reg, ehrCfg, m, o.Logger, outbound.Options{Install: cfg.SyncInstall, Lease: cfg.SyncLease, Owner: owner(), Audit: a.audit}); err != nil {
 		a.closeStore()
 		return nil, err
 	}
@@ -136,7 +142,6 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	a.listener = ln
-	svc := resource.New(st, reg, time.Now)
 	if err := a.startPullAndNotify(st, svc, reg, ehrCfg, m); err != nil {
 		a.closeStore()
 		return nil, err
@@ -173,6 +178,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		Kap:          kapSvc,
 		Auth:         authn,
 		SMART:        smart,
+		Audit:        a.audit,
 	})
 	a.server = &http.Server{
 		Handler:           handler,
@@ -335,7 +341,16 @@ func owner() string {
 	return host + "/" + strconv.Itoa(os.Getpid())
 }
 
+// closeStore writes the queued AuditEvents (the requests and the sync are
+// stopped by then), then closes the store and the embedded server.
 func (a *App) closeStore() {
+	if a.audit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		if err := a.audit.Close(ctx); err != nil {
+			a.log.Error("audit events not all written before shutdown", "error", err)
+		}
+		cancel()
+	}
 	if a.store != nil {
 		_ = a.store.Close(context.Background())
 	}

@@ -165,3 +165,47 @@ func TestKapDefinitionsServed(t *testing.T) {
 		}
 	}
 }
+
+// Audit is on by default, and a request's AuditEvent survives a stop
+// (Close writes what is still queued before the store closes): the
+// restarted service finds it.
+func TestAuditDrainedOnShutdown(t *testing.T) {
+	cfg := testConfig(t, map[string]string{})
+	serve := func(f func(base string)) {
+		t.Helper()
+		a, err := Start(context.Background(), cfg, testOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.audit == nil {
+			t.Fatal("audit is off by default")
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Serve(ctx) }()
+		f(a.URL())
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}
+	get := func(url string) *http.Response {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	serve(func(base string) {
+		get(base + "/fhir/Patient/gone").Body.Close() // a 404, audited with outcome 4
+	})
+	serve(func(base string) {
+		resp := get(base + "/fhir/AuditEvent?entity=Patient/gone&outcome=4")
+		defer resp.Body.Close()
+		var b struct{ Entry []any }
+		if err := json.NewDecoder(resp.Body).Decode(&b); err != nil || len(b.Entry) != 1 {
+			t.Errorf("AuditEvents of the read before the restart: %d, %v; want 1", len(b.Entry), err)
+		}
+	})
+}

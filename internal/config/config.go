@@ -64,6 +64,11 @@ type Config struct {
 	AuthTokenURL     string `env:"KAPFHIR_AUTH_TOKEN_URL"`
 	// AuthLeeway is the clock skew allowed for a token's exp, nbf and iat.
 	AuthLeeway time.Duration `env:"KAPFHIR_AUTH_LEEWAY" envDefault:"30s"`
+	// Audit (on or off) records an AuditEvent of every request and EHR
+	// disclosure; AuditQueue is how many may wait to be written before
+	// new ones are dropped (and counted).
+	Audit      string `env:"KAPFHIR_AUDIT" envDefault:"on"`
+	AuditQueue int    `env:"KAPFHIR_AUDIT_QUEUE" envDefault:"10000"`
 }
 
 // maxLeeway bounds KAPFHIR_AUTH_LEEWAY: more would let expired tokens
@@ -110,6 +115,12 @@ func Load(environ map[string]string) (Config, error) {
 	}
 	if err := c.checkAuth(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)
+	}
+	if c.Audit != "on" && c.Audit != "off" {
+		return c, fmt.Errorf("configuration: KAPFHIR_AUDIT must be on or off")
+	}
+	if c.AuditQueue < 1 {
+		return c, fmt.Errorf("configuration: KAPFHIR_AUDIT_QUEUE must be positive")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

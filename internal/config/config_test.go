@@ -19,6 +19,7 @@ func TestLoadDefaults(t *testing.T) {
 		HTTPAddr: "127.0.0.1:8080", DataDir: "./data", MongoDatabase: "kapfhir", MaxBodyBytes: 10 << 20,
 		LogLevel: "info", StoreTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second, TxnDeadline: 30 * time.Second,
 		ExportRetention: 24 * time.Hour, SyncInstall: "kapfhir", SyncLease: 90 * time.Second, AuthLeeway: 30 * time.Second,
+		Audit: "on", AuditQueue: 10000,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -48,6 +49,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "https://a", "KAPFHIR_AUTH_TOKEN_URL": "https://idp/t"}, "set KAPFHIR_AUTH_AUDIENCE (or KAPFHIR_BASE_URL"},
 		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "https://a", "KAPFHIR_BASE_URL": "https://f/fhir"}, "set KAPFHIR_AUTH_TOKEN_URL"},
 		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "https://a", "KAPFHIR_BASE_URL": "https://f/fhir", "KAPFHIR_AUTH_TOKEN_URL": "http://idp/t"}, "KAPFHIR_AUTH_TOKEN_URL: \"http://idp/t\" must be https"},
+		{map[string]string{"KAPFHIR_AUDIT": "true"}, "KAPFHIR_AUDIT must be on or off"},
+		{map[string]string{"KAPFHIR_AUDIT_QUEUE": "0"}, "KAPFHIR_AUDIT_QUEUE must be positive"},
 	} {
 		_, err := Load(tc.env)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -68,6 +68,7 @@ func (a *api) bundleInteraction(c *gin.Context) error {
 			return err
 		}
 	case "batch":
+		c.Set(auditInteraction, "batch")
 		entries = a.batch(c, b)
 	default:
 		return fault.New(fault.Invalid, "Bundle.type", "POST to the base takes a Bundle of type batch or transaction, not %q", typ)
@@ -242,6 +243,7 @@ func (a *api) transaction(c *gin.Context, b *fhir.Bundle) ([]*entry, error) {
 	}
 	for _, e := range writes {
 		e.resp = a.writeResponse(c, e.op)
+		a.auditCommitted(c, e.method, e.op.Outcome)
 	}
 	for _, e := range sorted {
 		if e.method == "GET" || e.method == "HEAD" {
@@ -601,6 +603,7 @@ func (a *api) commitGroup(c *gin.Context, group []*entry) {
 		if err == nil {
 			for i, e := range ready {
 				e.resp = a.groupResponse(c, e, ops[i].Outcome)
+				a.auditCommitted(c, e.method, ops[i].Outcome)
 				e.resource = nil
 			}
 			return

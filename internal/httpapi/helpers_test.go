@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/audit"
 	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
@@ -46,7 +47,11 @@ type env struct {
 	jobs     *reindex.Jobs
 	exports  *bulkexport.Runner // not running: tests step it
 	kap      *kap.Service       // the first instance's
-	authn    auth.Authenticator // nil: authentication off
+	// authn and auditOn are set by newAuditEnv: the server then
+	// authenticates with authn and records AuditEvents into audit.
+	authn   auth.Authenticator
+	auditOn bool
+	audit   *audit.Sink
 }
 
 type syncBuffer struct {
@@ -74,7 +79,20 @@ func newEnv(t *testing.T) *env {
 // newEnvAuth is newEnv with authentication by authn.
 func newEnvAuth(t *testing.T, authn auth.Authenticator) *env {
 	t.Helper()
-	e := &env{t: t, reg: prometheus.NewRegistry(), commands: &metrics.CommandCounter{}, logs: &syncBuffer{}, authn: authn}
+	return start(&env{t: t, authn: authn})
+}
+
+// as sends a request with a bearer token.
+func (e *env) as(token, method, path, body string, headers ...string) *response {
+	e.t.Helper()
+	return e.do(method, path, body, append([]string{"Authorization", "Bearer " + token}, headers...)...)
+}
+
+// start builds e's server on a fresh database.
+func start(e *env) *env {
+	t := e.t
+	t.Helper()
+	e.reg, e.commands, e.logs = prometheus.NewRegistry(), &metrics.CommandCounter{}, &syncBuffer{}
 	m := metrics.New(e.reg)
 	e.store, e.db = storetest.Open(t, m.CommandMonitor(e.commands.Monitor()))
 	var h http.Handler
@@ -105,6 +123,10 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 	if e.kap == nil {
 		e.kap = ks
 	}
+	if e.auditOn {
+		e.audit = audit.New(svc, e.reg, audit.Options{Logger: logger})
+		e.t.Cleanup(func() { _ = e.audit.Close(context.Background()) })
+	}
 	return httpapi.New(httpapi.Config{
 		Resources:    svc,
 		Importer:     bulkimport.New(svc, reg, bulkimport.Options{}),
@@ -121,6 +143,7 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 		Cursors:      cursors,
 		Kap:          ks,
 		Auth:         e.authn,
+		Audit:        e.audit,
 	}), jobs
 }
 

@@ -47,6 +47,7 @@ func (a *api) searchPost(c *gin.Context) error {
 }
 
 func (a *api) search(c *gin.Context, params url.Values) error {
+	c.Set(auditQuery, params.Encode())
 	req, self, err := a.parseSearch(c, params)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/audit"
 	"github.com/kapfhir/kapfhir/internal/auth"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
@@ -61,6 +62,8 @@ type Config struct {
 	// CapabilityStatement's rest.security advertise of the authorization
 	// server; nil (authentication off): neither does.
 	SMART *auth.SMART
+	// Audit records an AuditEvent of each request; nil: none.
+	Audit *audit.Sink
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are
@@ -163,7 +166,7 @@ func New(cfg Config) http.Handler {
 	r.GET("/readyz", a.wrap(a.readyz))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 
-	f := r.Group("", a.negotiate, a.authenticate, a.disclose)
+	f := r.Group("", a.recordAudit, a.negotiate, a.authenticate, a.disclose)
 	for _, rt := range routes {
 		a.interactions[rt.method+" "+rt.path] = strings.Fields(rt.interaction)[0]
 		h := rt.handler

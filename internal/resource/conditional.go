@@ -188,7 +188,9 @@ func (s *Service) ConditionalDelete(ctx context.Context, c *search.Request) (*Ou
 
 // Search returns a page of current versions matching q.
 func (s *Service) Search(ctx context.Context, q *store.Query) ([]*store.Record, bool, error) {
-	return s.store.Search(ctx, q)
+	recs, more, err := s.store.Search(ctx, q)
+	trace(ctx, recs...)
+	return recs, more, err
 }
 
 // Count counts the current versions matching q.

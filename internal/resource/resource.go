@@ -54,6 +54,7 @@ func (s *Service) Read(ctx context.Context, typ, id string) (*store.Record, erro
 	if err != nil {
 		return nil, err
 	}
+	trace(ctx, r)
 	if r.Deleted {
 		return r, gone(r)
 	}
@@ -163,7 +164,16 @@ func (s *Service) write(ctx context.Context, typ, id string, res *fhir.Resource,
 		if done {
 			return &Outcome{Record: prev, NoOp: true}, nil
 		}
-		err = s.store.Commit(ctx, rec)
+		// An authenticated writer's Provenance commits with the version.
+		provs, err := s.provenance(ctx, []*store.Record{rec})
+		if err != nil {
+			return nil, err
+		}
+		if provs == nil {
+			err = s.store.Commit(ctx, rec)
+		} else {
+			err = s.store.CommitTxn(ctx, append([]*store.Record{rec}, provs...))
+		}
 		if errors.Is(err, store.ErrVersionTaken) {
 			if ifMatch != nil {
 				return nil, fault.New(fault.PreconditionFailed, "", "%s/%s was changed by another writer; version %d is no longer current", typ, id, *ifMatch)

@@ -287,7 +287,11 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 		recs = append(recs, rec)
 		written = append(written, i)
 	}
-	if err := s.store.CommitTxn(ctx, recs); err != nil {
+	provs, err := s.provenance(ctx, recs)
+	if err != nil {
+		return err
+	}
+	if err := s.store.CommitTxn(ctx, append(recs, provs...)); err != nil {
 		for _, i := range written {
 			ops[i].Outcome = nil
 		}
@@ -296,6 +300,7 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 		}
 		return err
 	}
+	trace(ctx, recs...)
 	for _, op := range ops {
 		op.guard = nil // committed: the guard stays with the resource
 	}

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/audit"
 	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/metrics"
@@ -168,7 +169,9 @@ func (n *Notifier) Step(ctx context.Context) (bool, error) {
 			}
 			loaded = true
 		}
-		if !rec.Deleted && rec.Type != "Subscription" {
+		// AuditEvents, one per request, are nobody's notification: each
+		// would otherwise be a search of its own.
+		if !rec.Deleted && rec.Type != "Subscription" && rec.Type != audit.ResourceType {
 			if err := n.evaluate(ctx, rec, subs); err != nil {
 				return false, err
 			}

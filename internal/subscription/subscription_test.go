@@ -259,3 +259,23 @@ func TestValidation(t *testing.T) {
 		})
 	}
 }
+
+// AuditEvents are never notified, not even to a Subscription on them: the
+// server writes one per request.
+func TestAuditEventsNotNotified(t *testing.T) {
+	h := newHarness(t)
+	rcv := newHook(t)
+	h.mustPut("Subscription", "audit", subscriptionJSON("audit", "AuditEvent", rcv.srv.URL+"/audit", "application/fhir+json", ""))
+	h.mustPut("Subscription", "obs", subscriptionJSON("obs", "Observation", rcv.srv.URL+"/obs", "application/fhir+json", ""))
+	h.step()
+	h.mustPut("AuditEvent", "a1", `{"resourceType":"AuditEvent","id":"a1","type":{"code":"rest"},"recorded":"2026-01-01T00:00:00Z","agent":[{"requestor":true}],"source":{"observer":{"display":"kapfhir"}}}`)
+	h.mustPut("Observation", "o1", observation("o1", "8867-4"))
+	h.step()
+	var paths []string
+	for _, r := range rcv.take() {
+		paths = append(paths, r.path)
+	}
+	if diff := cmp.Diff([]string{"/obs"}, paths); diff != "" {
+		t.Errorf("notifications (-want +got):\n%s", diff)
+	}
+}

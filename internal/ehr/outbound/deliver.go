@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/audit"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
@@ -93,11 +94,23 @@ func (w *worker) deliverChange(ctx context.Context, rec *store.Record) error {
 	}
 }
 
+// delivered counts a resource delivered and records its disclosure to
+// the endpoint: one AuditEvent per resource (Options.Audit).
+func (w *worker) delivered(ref string, deleted bool) {
+	w.e.metrics.SyncDelivered(w.ep.Name)
+	action := "R"
+	if deleted {
+		action = "D"
+	}
+	w.e.o.Audit.Record(audit.Event{Kind: audit.Disclosure, Action: action, Recorded: w.e.o.Now(),
+		Destination: w.ep.Name, Entities: audit.Resource(ref)})
+}
+
 // settle records a final result: the dead letter, metrics and status.
 func (w *worker) settle(ctx context.Context, rec *store.Record, res result) error {
 	switch res.kind {
 	case delivered:
-		w.e.metrics.SyncDelivered(w.ep.Name)
+		w.delivered(rec.Type+"/"+rec.ID+"/_history/"+strconv.FormatInt(rec.VersionID, 10), rec.Deleted)
 		w.state.LastSuccess = w.e.o.Now()
 	case dead:
 		if err := w.deadLetter(ctx, rec, res); err != nil {

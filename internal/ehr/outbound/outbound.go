@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/kapfhir/kapfhir/fhir"
+	"github.com/kapfhir/kapfhir/internal/audit"
 	"github.com/kapfhir/kapfhir/internal/ehr"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -63,6 +64,9 @@ type Options struct {
 	// Sources resolve the secret references of the endpoints defined
 	// through the admin API (default ehr.DefaultSources).
 	Sources ehr.Sources
+	// Audit records an AuditEvent of each resource delivered (a
+	// disclosure to the endpoint); nil: none.
+	Audit *audit.Sink
 }
 
 // Engine runs one worker per endpoint: those of the configuration file,

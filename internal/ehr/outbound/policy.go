@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kapfhir/kapfhir/internal/audit"
 	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/ehr"
 	"github.com/kapfhir/kapfhir/internal/fault"
@@ -43,6 +44,11 @@ func (w *worker) sends(typ string) bool { return slices.Contains(w.ep.Send.Types
 func (w *worker) decide(ctx context.Context, rec *store.Record) (plan, string, error) {
 	if !w.sends(rec.Type) {
 		return plan{}, "type not sent", nil
+	}
+	if rec.Type == audit.ResourceType {
+		// The server's own record of who saw what stays here, whatever
+		// the endpoint's types say.
+		return plan{}, "audit records are not sent", nil
 	}
 	info, err := readInfo(rec.Raw)
 	if err != nil {

@@ -188,7 +188,7 @@ func (w *worker) replays(ctx context.Context, n int64) error {
 			return err
 		}
 		if res.kind == delivered {
-			w.e.metrics.SyncDelivered(w.ep.Name)
+			w.delivered(d.Type+"/"+d.LocalID, false) // its current version
 		}
 	}
 	return w.e.st.TakeReplays(ctx, w.ep.Name, taken)
