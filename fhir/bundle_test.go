@@ -122,7 +122,21 @@ func TestDecodeBundleStream(t *testing.T) {
 func TestDecodeBundleReaderError(t *testing.T) {
 	errLimit := errors.New("over the limit")
 	r := io.MultiReader(strings.NewReader(`{"resourceType":"Bundle","type":"batch","entry":[`), iotest.ErrReader(errLimit))
-	if _, err := fhir.DecodeBundle(r, false); !errors.Is(err, errLimit) {
+	if _, err := fhir.DecodeBundle(r, fhir.BundleOptions{}); !errors.Is(err, errLimit) {
 		t.Errorf("got %v, want the reader's error", err)
+	}
+}
+
+// One entry over the limit is a 413 naming Bundle.entry; the limit itself
+// is fine.
+func TestDecodeBundleMaxEntries(t *testing.T) {
+	body := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient"}},{"request":{"method":"GET","url":"Patient"}}]}`
+	if b, err := fhir.DecodeBundle(strings.NewReader(body), fhir.BundleOptions{MaxEntries: 2}); err != nil || len(b.Entries) != 2 {
+		t.Fatalf("at the limit: %v", err)
+	}
+	_, err := fhir.DecodeBundle(strings.NewReader(body), fhir.BundleOptions{MaxEntries: 1})
+	fe := fault.As(err)
+	if fe.Kind != fault.TooLarge || fe.Issues[0].Expression[0] != "Bundle.entry" {
+		t.Errorf("over the limit: %v (kind %v)", err, fe.Kind)
 	}
 }

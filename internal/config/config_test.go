@@ -17,6 +17,8 @@ func TestLoadDefaults(t *testing.T) {
 		HTTPAddr: "127.0.0.1:8080", DataDir: "./data", MongoDatabase: "kapfhir", MaxBodyBytes: 10 << 20,
 		LogLevel: "info", StoreTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second, TxnDeadline: 30 * time.Second,
 		ExportRetention: 24 * time.Hour, SyncInstall: "kapfhir", SyncLease: 90 * time.Second,
+		MaxBundleEntries: 10000, MaxQueryBytes: 16384, MaxSearchParams: 100, RequestTimeout: time.Minute,
+		RateLimit: 50, RateBurst: 100,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -37,6 +39,16 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"KAPFHIR_SYNC_INSTALL": "Clinic A"}, "KAPFHIR_SYNC_INSTALL must match"},
 		{map[string]string{"KAPFHIR_SYNC_LEASE": "500ms"}, "KAPFHIR_SYNC_LEASE must be between 1s and 1h0m0s"},
 		{map[string]string{"KAPFHIR_SYNC_LEASE": "2h"}, "KAPFHIR_SYNC_LEASE must be between"},
+		{map[string]string{"KAPFHIR_MAX_BUNDLE_ENTRIES": "0"}, "KAPFHIR_MAX_BUNDLE_ENTRIES must be at least 1"},
+		{map[string]string{"KAPFHIR_MAX_QUERY_BYTES": "10"}, "KAPFHIR_MAX_QUERY_BYTES must be at least 256"},
+		{map[string]string{"KAPFHIR_MAX_SEARCH_PARAMS": "0"}, "KAPFHIR_MAX_SEARCH_PARAMS must be at least 1"},
+		{map[string]string{"KAPFHIR_REQUEST_TIMEOUT": "0s"}, "KAPFHIR_REQUEST_TIMEOUT must be positive"},
+		{map[string]string{"KAPFHIR_REQUEST_TIMEOUT": "5m"}, "KAPFHIR_REQUEST_TIMEOUT must be positive and at most"},
+		{map[string]string{"KAPFHIR_RATE_LIMIT": "-1"}, "must not be negative"},
+		{map[string]string{"KAPFHIR_RATE_BURST": "0"}, "KAPFHIR_RATE_BURST must be at least 1"},
+		{map[string]string{"KAPFHIR_TLS_CERT_FILE": "/c.pem"}, "KAPFHIR_TLS_CERT_FILE and KAPFHIR_TLS_KEY_FILE go together"},
+		{map[string]string{"KAPFHIR_CORS_ORIGINS": "https://app.example.org/"}, `KAPFHIR_CORS_ORIGINS: "https://app.example.org/" is not an origin`},
+		{map[string]string{"KAPFHIR_CORS_ORIGINS": "*"}, "is not an origin"},
 	} {
 		_, err := Load(tc.env)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -52,5 +64,22 @@ func TestLoadPaths(t *testing.T) {
 	}
 	if got := []string{c.EHRConfig, c.KAPRules}; !cmp.Equal(got, []string{"/etc/kapfhir/ehr.yaml", "/etc/kapfhir/rules.json"}) {
 		t.Errorf("paths %v", got)
+	}
+}
+
+func TestLoadLimits(t *testing.T) {
+	c, err := Load(map[string]string{
+		"KAPFHIR_CORS_ORIGINS": "https://app.example.org,http://localhost:3000",
+		"KAPFHIR_RATE_LIMIT":   "0", "KAPFHIR_RATE_BURST": "0",
+		"KAPFHIR_TLS_CERT_FILE": "/c.pem", "KAPFHIR_TLS_KEY_FILE": "/k.pem",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"https://app.example.org", "http://localhost:3000"}; !cmp.Equal(c.CORSOrigins, want) {
+		t.Errorf("origins %v, want %v", c.CORSOrigins, want)
+	}
+	if !c.TLS() || c.RateLimit != 0 {
+		t.Errorf("TLS %v, rate limit %v", c.TLS(), c.RateLimit)
 	}
 }
