@@ -17,6 +17,7 @@ import (
 	"github.com/google/fhir/go/fhirversion"
 	"github.com/google/fhir/go/jsonformat"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/bulkexport"
@@ -43,8 +44,9 @@ type env struct {
 	commands *metrics.CommandCounter
 	logs     *syncBuffer
 	jobs     *reindex.Jobs
-	exports  *bulkexport.Runner // not running: tests step it
-	kap      *kap.Service       // the first instance's
+	exports  *bulkexport.Runner    // not running: tests step it
+	kap      *kap.Service          // the first instance's
+	tweak    func(*httpapi.Config) // changes the configuration of each instance
 }
 
 type syncBuffer struct {
@@ -66,9 +68,30 @@ func (s *syncBuffer) String() string {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, reg: prometheus.NewRegistry(), commands: &metrics.CommandCounter{}, logs: &syncBuffer{}}
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with a configuration changed by tweak (limits,
+// CORS, rate limit).
+func newEnvWith(t *testing.T, tweak func(*httpapi.Config)) *env {
+	t.Helper()
+	return newEnvWatching(t, tweak, nil)
+}
+
+// newEnvWatching is newEnvWith whose store commands are also shown to
+// started as they are sent.
+func newEnvWatching(t *testing.T, tweak func(*httpapi.Config), started func(*event.CommandStartedEvent)) *env {
+	t.Helper()
+	e := &env{t: t, reg: prometheus.NewRegistry(), commands: &metrics.CommandCounter{}, logs: &syncBuffer{}, tweak: tweak}
 	m := metrics.New(e.reg)
-	e.store, e.db = storetest.Open(t, m.CommandMonitor(e.commands.Monitor()))
+	mon := e.commands.Monitor()
+	if count := mon.Started; started != nil {
+		mon.Started = func(ctx context.Context, ev *event.CommandStartedEvent) {
+			count(ctx, ev)
+			started(ev)
+		}
+	}
+	e.store, e.db = storetest.Open(t, m.CommandMonitor(mon))
 	var h http.Handler
 	h, e.jobs = e.handler(m, e.store)
 	e.srv = httptest.NewServer(h)
@@ -97,7 +120,7 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 	if e.kap == nil {
 		e.kap = ks
 	}
-	return httpapi.New(httpapi.Config{
+	cfg := httpapi.Config{
 		Resources:    svc,
 		Importer:     bulkimport.New(svc, reg, bulkimport.Options{}),
 		Registry:     reg,
@@ -112,7 +135,11 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 		Started:      time.Now(),
 		Cursors:      cursors,
 		Kap:          ks,
-	}), jobs
+	}
+	if e.tweak != nil {
+		e.tweak(&cfg)
+	}
+	return httpapi.New(cfg), jobs
 }
 
 // runJobs runs the reindex jobs of the instance in the background until

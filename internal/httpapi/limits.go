@@ -145,9 +145,9 @@ func clientKey(c *gin.Context) string {
 	return "ip\x00" + c.ClientIP()
 }
 
-// maxBuckets bounds the limiter's memory: past it, idle buckets are
-// dropped at once, and if all are busy an arbitrary one (that client
-// starts afresh: a little more lenient, never unbounded).
+// maxBuckets bounds the limiter's memory: a new client at the bound
+// pushes out an arbitrary one (which starts afresh when it comes back: a
+// little more lenient, never unbounded).
 const maxBuckets = 100_000
 
 // limiter is a token bucket per client. A bucket that has refilled is the
@@ -177,11 +177,17 @@ func (l *limiter) allow(key string) (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	if now.Sub(l.lastSweep) >= l.refill() || len(l.buckets) >= maxBuckets {
+	if now.Sub(l.lastSweep) >= l.refill() {
 		l.sweep(now)
 	}
 	b := l.buckets[key]
 	if b == nil {
+		for k := range l.buckets { // at the bound: one goes, at random
+			if len(l.buckets) < maxBuckets {
+				break
+			}
+			delete(l.buckets, k)
+		}
 		b = &bucket{tokens: l.burst, at: now}
 		l.buckets[key] = b
 	}
@@ -199,19 +205,14 @@ func (l *limiter) refill() time.Duration {
 	return max(time.Second, time.Duration(l.burst/l.rate*float64(time.Second)))
 }
 
-// sweep drops the full buckets, and one more while at the bound.
+// sweep drops the full buckets. It runs at most once per refill time, so
+// its cost is spread over the requests in between.
 func (l *limiter) sweep(now time.Time) {
 	l.lastSweep = now
 	for k, b := range l.buckets {
 		if b.tokens+now.Sub(b.at).Seconds()*l.rate >= l.burst {
 			delete(l.buckets, k)
 		}
-	}
-	for k := range l.buckets {
-		if len(l.buckets) < maxBuckets {
-			break
-		}
-		delete(l.buckets, k)
 	}
 }
 
