@@ -96,6 +96,9 @@ type BundleOptions struct {
 // problems are *fault.Error.
 func DecodeBundle(r io.Reader, o BundleOptions) (*Bundle, error) {
 	s := bundleStream{dec: json.NewDecoder(r), conditionalRefs: o.ConditionalReferences, maxEntries: o.MaxEntries}
+	// Numbers among the tokens stay text: as float64 one such as 1e1000
+	// would fail as a Go conversion instead of being a JSON value.
+	s.dec.UseNumber()
 	root, err := s.envelope()
 	if err != nil {
 		return nil, err
@@ -248,7 +251,7 @@ func (s *bundleStream) placeholder(tok json.Token) (value, error) {
 		return value{kind: kNull}, nil
 	case bool:
 		return value{kind: kBool}, nil
-	case float64:
+	case json.Number:
 		return value{kind: kNumber}, nil
 	case string:
 		return value{kind: kString}, nil

@@ -1,8 +1,10 @@
 package fhir_test
 
 import (
+	"bytes"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -139,4 +141,35 @@ func TestDecodeBundleMaxEntries(t *testing.T) {
 	if fe.Kind != fault.TooLarge || fe.Issues[0].Expression[0] != "Bundle.entry" {
 		t.Errorf("over the limit: %v (kind %v)", err, fe.Kind)
 	}
+}
+
+// FuzzDecodeBundle: the streaming bundle decoder never panics, every error
+// is a 4xx fault (the reader here cannot fail), and an entry's resource
+// is a compact form that parses back.
+func FuzzDecodeBundle(f *testing.F) {
+	for _, name := range []string{"Bundle-bundle-request-medsallergies.json", "Bundle-bundle-request-simplesummary.json"} {
+		b, err := os.ReadFile("../testdata/r4-examples/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"entry":[{"resource":{"resourceType":"Patient","managingOrganization":{"reference":"Organization?identifier=a|b"}},"request":{"method":"POST","url":"Patient"}}],"type":"transaction","resourceType":"Bundle"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, err := fhir.DecodeBundle(bytes.NewReader(body), fhir.BundleOptions{ConditionalReferences: true, MaxEntries: 100})
+		if err != nil {
+			if s := fault.Status(err); s < 400 || s >= 500 {
+				t.Fatalf("status %d: %v", s, err)
+			}
+			return
+		}
+		for i, e := range b.Entries {
+			if e.Resource == nil {
+				continue
+			}
+			if _, err := e.Resource.Resource(); err != nil {
+				t.Fatalf("entry %d: its compact form does not parse: %v", i, err)
+			}
+		}
+	})
 }
