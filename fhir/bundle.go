@@ -69,16 +69,24 @@ func (c *Compact) Resource() (*Resource, error) {
 	return &Resource{root: root, typ: c.typ, size: len(c.raw)}, nil
 }
 
-// ParseBundle is DecodeBundle of a body in memory.
+// ParseBundle is DecodeBundle of a body in memory, without an entry limit.
 func ParseBundle(body []byte, conditionalRefs bool) (*Bundle, error) {
-	return DecodeBundle(bytes.NewReader(body), conditionalRefs)
+	return DecodeBundle(bytes.NewReader(body), BundleOptions{ConditionalReferences: conditionalRefs})
+}
+
+// BundleOptions are the options of DecodeBundle.
+type BundleOptions struct {
+	// ConditionalReferences allows references such as
+	// Patient?identifier=..., to be resolved by a transaction.
+	ConditionalReferences bool
+	// MaxEntries bounds Bundle.entry (0: no bound): one more is a 413
+	// naming Bundle.entry, before it is decoded.
+	MaxEntries int
 }
 
 // DecodeBundle reads a Bundle from r as ParseResource would check it,
 // except that each entry's resource is validated separately (its problems
-// land in the entry's Err) and, when conditionalRefs is set, references
-// may be conditional (Patient?identifier=...), to be resolved by a
-// transaction.
+// land in the entry's Err), with the options o.
 //
 // The body is never held whole: the entries are decoded one at a time as
 // they are read, each resource is validated and kept as compact JSON, and
@@ -86,8 +94,11 @@ func ParseBundle(body []byte, conditionalRefs bool) (*Bundle, error) {
 // once the body is read, so that its members may come in any order. An
 // error reading r is returned wrapped (errors.As finds it); JSON and FHIR
 // problems are *fault.Error.
-func DecodeBundle(r io.Reader, conditionalRefs bool) (*Bundle, error) {
-	s := bundleStream{dec: json.NewDecoder(r), conditionalRefs: conditionalRefs}
+func DecodeBundle(r io.Reader, o BundleOptions) (*Bundle, error) {
+	s := bundleStream{dec: json.NewDecoder(r), conditionalRefs: o.ConditionalReferences, maxEntries: o.MaxEntries}
+	// Numbers among the tokens stay text: as float64 one such as 1e1000
+	// would fail as a Go conversion instead of being a JSON value.
+	s.dec.UseNumber()
 	root, err := s.envelope()
 	if err != nil {
 		return nil, err
@@ -129,6 +140,7 @@ type bundleStream struct {
 	dec             *json.Decoder
 	raw             json.RawMessage // reused for each value
 	conditionalRefs bool
+	maxEntries      int
 	entries         []BundleEntry // one per entry element, resources filled in
 }
 
@@ -202,6 +214,9 @@ func (s *bundleStream) entryArray() (value, error) {
 	}
 	list := value{kind: kArray}
 	for s.dec.More() {
+		if s.maxEntries > 0 && len(s.entries) == s.maxEntries {
+			return value{}, fault.New(fault.TooLarge, "Bundle.entry", "the Bundle has more than %d entries", s.maxEntries)
+		}
 		e, err := s.value(2)
 		if err != nil {
 			return value{}, err
@@ -236,7 +251,7 @@ func (s *bundleStream) placeholder(tok json.Token) (value, error) {
 		return value{kind: kNull}, nil
 	case bool:
 		return value{kind: kBool}, nil
-	case float64:
+	case json.Number:
 		return value{kind: kNumber}, nil
 	case string:
 		return value{kind: kString}, nil

@@ -1,8 +1,10 @@
 package fhir_test
 
 import (
+	"bytes"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -122,7 +124,52 @@ func TestDecodeBundleStream(t *testing.T) {
 func TestDecodeBundleReaderError(t *testing.T) {
 	errLimit := errors.New("over the limit")
 	r := io.MultiReader(strings.NewReader(`{"resourceType":"Bundle","type":"batch","entry":[`), iotest.ErrReader(errLimit))
-	if _, err := fhir.DecodeBundle(r, false); !errors.Is(err, errLimit) {
+	if _, err := fhir.DecodeBundle(r, fhir.BundleOptions{}); !errors.Is(err, errLimit) {
 		t.Errorf("got %v, want the reader's error", err)
 	}
+}
+
+// One entry over the limit is a 413 naming Bundle.entry; the limit itself
+// is fine.
+func TestDecodeBundleMaxEntries(t *testing.T) {
+	body := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient"}},{"request":{"method":"GET","url":"Patient"}}]}`
+	if b, err := fhir.DecodeBundle(strings.NewReader(body), fhir.BundleOptions{MaxEntries: 2}); err != nil || len(b.Entries) != 2 {
+		t.Fatalf("at the limit: %v", err)
+	}
+	_, err := fhir.DecodeBundle(strings.NewReader(body), fhir.BundleOptions{MaxEntries: 1})
+	fe := fault.As(err)
+	if fe.Kind != fault.TooLarge || fe.Issues[0].Expression[0] != "Bundle.entry" {
+		t.Errorf("over the limit: %v (kind %v)", err, fe.Kind)
+	}
+}
+
+// FuzzDecodeBundle: the streaming bundle decoder never panics, every error
+// is a 4xx fault (the reader here cannot fail), and an entry's resource
+// is a compact form that parses back.
+func FuzzDecodeBundle(f *testing.F) {
+	for _, name := range []string{"Bundle-bundle-request-medsallergies.json", "Bundle-bundle-request-simplesummary.json"} {
+		b, err := os.ReadFile("../testdata/r4-examples/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"entry":[{"resource":{"resourceType":"Patient","managingOrganization":{"reference":"Organization?identifier=a|b"}},"request":{"method":"POST","url":"Patient"}}],"type":"transaction","resourceType":"Bundle"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, err := fhir.DecodeBundle(bytes.NewReader(body), fhir.BundleOptions{ConditionalReferences: true, MaxEntries: 100})
+		if err != nil {
+			if s := fault.Status(err); s < 400 || s >= 500 {
+				t.Fatalf("status %d: %v", s, err)
+			}
+			return
+		}
+		for i, e := range b.Entries {
+			if e.Resource == nil {
+				continue
+			}
+			if _, err := e.Resource.Resource(); err != nil {
+				t.Fatalf("entry %d: its compact form does not parse: %v", i, err)
+			}
+		}
+	})
 }

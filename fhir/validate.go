@@ -416,7 +416,10 @@ func isSpace(c byte) bool {
 
 // isID matches ^[A-Za-z0-9\-\.]{1,64}$.
 func isID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
+	// "." and ".." fit the pattern, but are dot segments of a URL
+	// (RFC 3986): Patient/.. is the type's URL once a client normalises
+	// it, so a resource with such an id could not be addressed.
+	if len(s) == 0 || len(s) > 64 || s == "." || s == ".." {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

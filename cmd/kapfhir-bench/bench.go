@@ -114,6 +114,7 @@ func startService(ctx context.Context, o params) (*service, error) {
 		"KAPFHIR_MONGODB_DATABASE": o.database,
 		"KAPFHIR_LOG_LEVEL":        "error",
 		"KAPFHIR_STORE_TIMEOUT":    o.opTimeout.String(),
+		"KAPFHIR_RATE_LIMIT":       "0", // the load is the point
 	}
 	if o.syncEHR != "" {
 		f, err := writeSyncConfig(dir, o.syncEHR)

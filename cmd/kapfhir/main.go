@@ -64,7 +64,7 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 		}
 		return err
 	case len(args) == 1 && args[0] == "healthcheck":
-		return app.Healthcheck(ctx, cfg.HTTPAddr)
+		return app.Healthcheck(ctx, cfg.HTTPAddr, cfg.TLS())
 	case len(args) > 0 && args[0] == "seed":
 		so, err := seedOptions(args[1:])
 		if err != nil {

@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -94,6 +95,10 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 			return nil, err
 		}
 	}
+	tlsConfig, err := serverTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
 	storeKind := "mongodb"
 	if a.mongoURI == "" {
 		srv, err := embedded.Start(cfg.DataDir, o.ErrorLog)
@@ -179,13 +184,28 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		Auth:         authn,
 		SMART:        smart,
 		Audit:        a.audit,
+
+		MaxBundleEntries: cfg.MaxBundleEntries,
+		MaxQueryBytes:    cfg.MaxQueryBytes,
+		MaxSearchParams:  cfg.MaxSearchParams,
+		RequestTimeout:   cfg.RequestTimeout,
+		RateLimit:        cfg.RateLimit,
+		RateBurst:        cfg.RateBurst,
+		CORSOrigins:      cfg.CORSOrigins,
+		TLS:              cfg.TLS(),
 	})
+	// The body of a bulk import or bundle may take a while to arrive, and
+	// an export file to leave; a client that stalls headers or idles is
+	// cut off sooner. KAPFHIR_REQUEST_TIMEOUT bounds the work in between
+	// and stays under WriteTimeout (internal/config).
 	a.server = &http.Server{
 		Handler:           handler,
+		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      120 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 	}
 	where := "embedded FerretDB in " + cfg.DataDir
 	if a.embedded == nil {
@@ -196,8 +216,29 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 	return a, nil
 }
 
-// URL is the http:// address the service listens on.
-func (a *App) URL() string { return "http://" + a.listener.Addr().String() }
+// URL is the http:// (https:// with TLS) address the service listens on.
+func (a *App) URL() string { return scheme(a.cfg.TLS()) + "://" + a.listener.Addr().String() }
+
+func scheme(tls bool) string {
+	if tls {
+		return "https"
+	}
+	return "http"
+}
+
+// serverTLS is the TLS configuration of KAPFHIR_TLS_CERT_FILE and
+// KAPFHIR_TLS_KEY_FILE (nil: plain HTTP). The files are read at start: a
+// new certificate takes a restart (a rolling one with several replicas).
+func serverTLS(cfg config.Config) (*tls.Config, error) {
+	if !cfg.TLS() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate (KAPFHIR_TLS_CERT_FILE, KAPFHIR_TLS_KEY_FILE): %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
 
 // MongoURI is the store's address (the embedded server's when embedded).
 func (a *App) MongoURI() string { return a.mongoURI }
@@ -229,7 +270,13 @@ func (a *App) Serve(ctx context.Context) error {
 		a.recoverTxns(jctx)
 	}()
 	errc := make(chan error, 1)
-	go func() { errc <- a.server.Serve(a.listener) }()
+	go func() {
+		if a.server.TLSConfig != nil {
+			errc <- a.server.ServeTLS(a.listener, "", "")
+			return
+		}
+		errc <- a.server.Serve(a.listener)
+	}()
 	select {
 	case err := <-errc:
 		stopJobs()

@@ -39,10 +39,24 @@ func TestHealthcheck(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status = tc.status
-			err := Healthcheck(context.Background(), tc.addr)
+			err := Healthcheck(context.Background(), tc.addr, false)
 			if (err == nil) != tc.ok {
 				t.Errorf("Healthcheck(%q) = %v, want ok %v", tc.addr, err, tc.ok)
 			}
 		})
+	}
+}
+
+// With TLS the probe speaks HTTPS to the local listener and accepts its
+// certificate, which names the public host, not the loopback address.
+func TestHealthcheckTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	if err := Healthcheck(context.Background(), addr, true); err != nil {
+		t.Errorf("HTTPS: %v", err)
+	}
+	if err := Healthcheck(context.Background(), addr, false); err == nil {
+		t.Error("plain HTTP to a TLS listener succeeded")
 	}
 }

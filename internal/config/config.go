@@ -69,7 +69,40 @@ type Config struct {
 	// new ones are dropped (and counted).
 	Audit      string `env:"KAPFHIR_AUDIT" envDefault:"on"`
 	AuditQueue int    `env:"KAPFHIR_AUDIT_QUEUE" envDefault:"10000"`
+
+	// Limits (docs/operations.md, "Limits"). MaxBundleEntries bounds the
+	// entries of a batch or transaction; MaxQueryBytes the query string of
+	// any request (414 over it); MaxSearchParams the parameter occurrences
+	// of one search (URL and form together).
+	MaxBundleEntries int `env:"KAPFHIR_MAX_BUNDLE_ENTRIES" envDefault:"10000"`
+	MaxQueryBytes    int `env:"KAPFHIR_MAX_QUERY_BYTES" envDefault:"16384"`
+	MaxSearchParams  int `env:"KAPFHIR_MAX_SEARCH_PARAMS" envDefault:"100"`
+	// RequestTimeout is the deadline of a request's work (its context);
+	// bulk import and export file downloads are exempt.
+	RequestTimeout time.Duration `env:"KAPFHIR_REQUEST_TIMEOUT" envDefault:"60s"`
+	// RateLimit is each client's sustained requests per second, RateBurst
+	// how many it may send at once; 0 turns the limit off.
+	RateLimit float64 `env:"KAPFHIR_RATE_LIMIT" envDefault:"50"`
+	RateBurst int     `env:"KAPFHIR_RATE_BURST" envDefault:"100"`
+	// CORSOrigins are the browser origins (SMART apps) allowed to call the
+	// API, comma separated (scheme://host[:port]); empty: none.
+	CORSOrigins []string `env:"KAPFHIR_CORS_ORIGINS" envSeparator:","`
+	// TLSCertFile and TLSKeyFile (PEM): both set, the service speaks HTTPS
+	// only (TLS 1.2 or later).
+	TLSCertFile string `env:"KAPFHIR_TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"KAPFHIR_TLS_KEY_FILE"`
 }
+
+// TLS reports whether the service serves HTTPS.
+func (c Config) TLS() bool { return c.TLSCertFile != "" }
+
+// originPattern is one CORS origin as browsers send it: no path, no
+// trailing slash, no wildcard.
+var originPattern = regexp.MustCompile(`^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$`)
+
+// maxRequestTimeout stays under the HTTP server's write timeout
+// (internal/app), so a request's answer can still be written.
+const maxRequestTimeout = 110 * time.Second
 
 // maxLeeway bounds KAPFHIR_AUTH_LEEWAY: more would let expired tokens
 // live on noticeably.
@@ -116,6 +149,9 @@ func Load(environ map[string]string) (Config, error) {
 	if err := c.checkAuth(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)
 	}
+	if err := c.checkLimits(); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
+	}
 	if c.Audit != "on" && c.Audit != "off" {
 		return c, fmt.Errorf("configuration: KAPFHIR_AUDIT must be on or off")
 	}
@@ -158,6 +194,32 @@ func (c Config) checkAuth() error {
 	for _, v := range [][2]string{{"KAPFHIR_AUTH_AUTHORIZE_URL", c.AuthAuthorizeURL}, {"KAPFHIR_AUTH_TOKEN_URL", c.AuthTokenURL}} {
 		if err := auth.CheckURL(v[1]); v[1] != "" && err != nil {
 			return fmt.Errorf("%s: %v", v[0], err)
+		}
+	}
+	return nil
+}
+
+// checkLimits checks the limits, rate limit, CORS and TLS settings.
+func (c Config) checkLimits() error {
+	switch {
+	case c.MaxBundleEntries < 1:
+		return errors.New("KAPFHIR_MAX_BUNDLE_ENTRIES must be at least 1")
+	case c.MaxQueryBytes < 256:
+		return errors.New("KAPFHIR_MAX_QUERY_BYTES must be at least 256")
+	case c.MaxSearchParams < 1:
+		return errors.New("KAPFHIR_MAX_SEARCH_PARAMS must be at least 1")
+	case c.RequestTimeout <= 0 || c.RequestTimeout > maxRequestTimeout:
+		return fmt.Errorf("KAPFHIR_REQUEST_TIMEOUT must be positive and at most %v", maxRequestTimeout)
+	case c.RateLimit < 0 || c.RateBurst < 0:
+		return errors.New("KAPFHIR_RATE_LIMIT and KAPFHIR_RATE_BURST must not be negative")
+	case c.RateLimit > 0 && c.RateBurst < 1:
+		return errors.New("KAPFHIR_RATE_BURST must be at least 1 when KAPFHIR_RATE_LIMIT is set")
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return errors.New("KAPFHIR_TLS_CERT_FILE and KAPFHIR_TLS_KEY_FILE go together")
+	}
+	for _, o := range c.CORSOrigins {
+		if !originPattern.MatchString(o) {
+			return fmt.Errorf("KAPFHIR_CORS_ORIGINS: %q is not an origin (scheme://host[:port])", o)
 		}
 	}
 	return nil

@@ -20,6 +20,8 @@ func TestLoadDefaults(t *testing.T) {
 		LogLevel: "info", StoreTimeout: 10 * time.Second, ShutdownTimeout: 20 * time.Second, TxnDeadline: 30 * time.Second,
 		ExportRetention: 24 * time.Hour, SyncInstall: "kapfhir", SyncLease: 90 * time.Second, AuthLeeway: 30 * time.Second,
 		Audit: "on", AuditQueue: 10000,
+		MaxBundleEntries: 10000, MaxQueryBytes: 16384, MaxSearchParams: 100, RequestTimeout: time.Minute,
+		RateLimit: 50, RateBurst: 100,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -49,6 +51,16 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "https://a", "KAPFHIR_AUTH_TOKEN_URL": "https://idp/t"}, "set KAPFHIR_AUTH_AUDIENCE (or KAPFHIR_BASE_URL"},
 		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "https://a", "KAPFHIR_BASE_URL": "https://f/fhir"}, "set KAPFHIR_AUTH_TOKEN_URL"},
 		{map[string]string{"KAPFHIR_AUTH_ISSUERS": "https://a", "KAPFHIR_BASE_URL": "https://f/fhir", "KAPFHIR_AUTH_TOKEN_URL": "http://idp/t"}, "KAPFHIR_AUTH_TOKEN_URL: \"http://idp/t\" must be https"},
+		{map[string]string{"KAPFHIR_MAX_BUNDLE_ENTRIES": "0"}, "KAPFHIR_MAX_BUNDLE_ENTRIES must be at least 1"},
+		{map[string]string{"KAPFHIR_MAX_QUERY_BYTES": "10"}, "KAPFHIR_MAX_QUERY_BYTES must be at least 256"},
+		{map[string]string{"KAPFHIR_MAX_SEARCH_PARAMS": "0"}, "KAPFHIR_MAX_SEARCH_PARAMS must be at least 1"},
+		{map[string]string{"KAPFHIR_REQUEST_TIMEOUT": "0s"}, "KAPFHIR_REQUEST_TIMEOUT must be positive"},
+		{map[string]string{"KAPFHIR_REQUEST_TIMEOUT": "5m"}, "KAPFHIR_REQUEST_TIMEOUT must be positive and at most"},
+		{map[string]string{"KAPFHIR_RATE_LIMIT": "-1"}, "must not be negative"},
+		{map[string]string{"KAPFHIR_RATE_BURST": "0"}, "KAPFHIR_RATE_BURST must be at least 1"},
+		{map[string]string{"KAPFHIR_TLS_CERT_FILE": "/c.pem"}, "KAPFHIR_TLS_CERT_FILE and KAPFHIR_TLS_KEY_FILE go together"},
+		{map[string]string{"KAPFHIR_CORS_ORIGINS": "https://app.example.org/"}, `KAPFHIR_CORS_ORIGINS: "https://app.example.org/" is not an origin`},
+		{map[string]string{"KAPFHIR_CORS_ORIGINS": "*"}, "is not an origin"},
 		{map[string]string{"KAPFHIR_AUDIT": "true"}, "KAPFHIR_AUDIT must be on or off"},
 		{map[string]string{"KAPFHIR_AUDIT_QUEUE": "0"}, "KAPFHIR_AUDIT_QUEUE must be positive"},
 	} {
@@ -92,5 +104,22 @@ func TestLoadAuth(t *testing.T) {
 	}
 	if off, err := Load(map[string]string{}); err != nil || off.Issuers() != nil {
 		t.Errorf("no issuers: %v, %v", off.Issuers(), err)
+	}
+}
+
+func TestLoadLimits(t *testing.T) {
+	c, err := Load(map[string]string{
+		"KAPFHIR_CORS_ORIGINS": "https://app.example.org,http://localhost:3000",
+		"KAPFHIR_RATE_LIMIT":   "0", "KAPFHIR_RATE_BURST": "0",
+		"KAPFHIR_TLS_CERT_FILE": "/c.pem", "KAPFHIR_TLS_KEY_FILE": "/k.pem",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"https://app.example.org", "http://localhost:3000"}; !cmp.Equal(c.CORSOrigins, want) {
+		t.Errorf("origins %v, want %v", c.CORSOrigins, want)
+	}
+	if !c.TLS() || c.RateLimit != 0 {
+		t.Errorf("TLS %v, rate limit %v", c.TLS(), c.RateLimit)
 	}
 }

@@ -32,6 +32,7 @@ const (
 	Unauthorized                     // 401: no credentials, or credentials that do not verify
 	Forbidden                        // 403: verified, but the scopes, compartment or consent do not allow it
 	TooManyRequests                  // 429: the client's rate limit is spent
+	URITooLong                       // 414: the query string is over the limit
 )
 
 var status = map[Kind]int{
@@ -51,6 +52,7 @@ var status = map[Kind]int{
 	Unauthorized:         http.StatusUnauthorized,
 	Forbidden:            http.StatusForbidden,
 	TooManyRequests:      http.StatusTooManyRequests,
+	URITooLong:           http.StatusRequestURITooLong,
 }
 
 // issueCode is the default OperationOutcome issue type of each kind.
@@ -71,6 +73,7 @@ var issueCode = map[Kind]string{
 	Unauthorized:         "login",
 	Forbidden:            "forbidden",
 	TooManyRequests:      "throttled",
+	URITooLong:           "too-costly",
 }
 
 // Issue is one OperationOutcome.issue (fields in the FHIR element order).

@@ -36,7 +36,7 @@ func TestStatusAndOutcome(t *testing.T) {
 }
 
 func TestEveryKindHasStatusAndCode(t *testing.T) {
-	for k := Internal; k <= NotModified; k++ {
+	for k := Internal; k <= URITooLong; k++ {
 		if status[k] == 0 || issueCode[k] == "" {
 			t.Errorf("kind %d has status %d, code %q", k, status[k], issueCode[k])
 		}

@@ -27,7 +27,7 @@ var testTokens = tokens{
 
 func newAuditEnv(t *testing.T, authn auth.Authenticator) *env {
 	t.Helper()
-	return start(&env{t: t, authn: authn, auditOn: true})
+	return start(&env{t: t, authn: authn, auditOn: true}, nil)
 }
 
 // audits waits for the sink to write what was recorded, then returns the
@@ -314,7 +314,7 @@ func TestAuditExport(t *testing.T) {
 // principal commits a Provenance naming it; the anonymous operator's
 // writes (authentication off) get none.
 func TestProvenanceOfAuthenticatedWrites(t *testing.T) {
-	e := start(&env{t: t, authn: testTokens})
+	e := newEnvAuth(t, testTokens)
 	r := e.as("clinician", "POST", "/fhir/Patient", `{"resourceType":"Patient"}`)
 	if r.status != 201 {
 		t.Fatalf("create: %d %s", r.status, r.body)

@@ -56,7 +56,7 @@ type entry struct {
 var methodRank = map[string]int{"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 func (a *api) bundleInteraction(c *gin.Context) error {
-	b, err := fhir.DecodeBundle(a.bodyReader(c), true)
+	b, err := fhir.DecodeBundle(a.bodyReader(c), fhir.BundleOptions{ConditionalReferences: true, MaxEntries: a.MaxBundleEntries})
 	if err != nil {
 		return a.bodyError(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/google/fhir/go/fhirversion"
 	"github.com/google/fhir/go/jsonformat"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/audit"
@@ -45,8 +46,9 @@ type env struct {
 	commands *metrics.CommandCounter
 	logs     *syncBuffer
 	jobs     *reindex.Jobs
-	exports  *bulkexport.Runner // not running: tests step it
-	kap      *kap.Service       // the first instance's
+	exports  *bulkexport.Runner    // not running: tests step it
+	kap      *kap.Service          // the first instance's
+	tweak    func(*httpapi.Config) // changes the configuration of each instance
 	// authn and auditOn are set by newAuditEnv: the server then
 	// authenticates with authn and records AuditEvents into audit.
 	authn   auth.Authenticator
@@ -73,13 +75,13 @@ func (s *syncBuffer) String() string {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	return newEnvAuth(t, nil)
+	return newEnvWith(t, nil)
 }
 
 // newEnvAuth is newEnv with authentication by authn.
 func newEnvAuth(t *testing.T, authn auth.Authenticator) *env {
 	t.Helper()
-	return start(&env{t: t, authn: authn})
+	return start(&env{t: t, authn: authn}, nil)
 }
 
 // as sends a request with a bearer token.
@@ -88,13 +90,35 @@ func (e *env) as(token, method, path, body string, headers ...string) *response 
 	return e.do(method, path, body, append([]string{"Authorization", "Bearer " + token}, headers...)...)
 }
 
-// start builds e's server on a fresh database.
-func start(e *env) *env {
+// newEnvWith is newEnv with a configuration changed by tweak (limits,
+// CORS, rate limit).
+func newEnvWith(t *testing.T, tweak func(*httpapi.Config)) *env {
+	t.Helper()
+	return newEnvWatching(t, tweak, nil)
+}
+
+// newEnvWatching is newEnvWith whose store commands are also shown to
+// started as they are sent.
+func newEnvWatching(t *testing.T, tweak func(*httpapi.Config), started func(*event.CommandStartedEvent)) *env {
+	t.Helper()
+	return start(&env{t: t, tweak: tweak}, started)
+}
+
+// start builds e's server on a fresh database; started (if set) also sees
+// each store command as it is sent.
+func start(e *env, started func(*event.CommandStartedEvent)) *env {
 	t := e.t
 	t.Helper()
 	e.reg, e.commands, e.logs = prometheus.NewRegistry(), &metrics.CommandCounter{}, &syncBuffer{}
 	m := metrics.New(e.reg)
-	e.store, e.db = storetest.Open(t, m.CommandMonitor(e.commands.Monitor()))
+	mon := e.commands.Monitor()
+	if count := mon.Started; started != nil {
+		mon.Started = func(ctx context.Context, ev *event.CommandStartedEvent) {
+			count(ctx, ev)
+			started(ev)
+		}
+	}
+	e.store, e.db = storetest.Open(t, m.CommandMonitor(mon))
 	var h http.Handler
 	h, e.jobs = e.handler(m, e.store)
 	e.srv = httptest.NewServer(h)
@@ -127,7 +151,7 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 		e.audit = audit.New(svc, e.reg, audit.Options{Logger: logger})
 		e.t.Cleanup(func() { _ = e.audit.Close(context.Background()) })
 	}
-	return httpapi.New(httpapi.Config{
+	cfg := httpapi.Config{
 		Resources:    svc,
 		Importer:     bulkimport.New(svc, reg, bulkimport.Options{}),
 		Registry:     reg,
@@ -144,7 +168,11 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 		Kap:          ks,
 		Auth:         e.authn,
 		Audit:        e.audit,
-	}), jobs
+	}
+	if e.tweak != nil {
+		e.tweak(&cfg)
+	}
+	return httpapi.New(cfg), jobs
 }
 
 // runJobs runs the reindex jobs of the instance in the background until

@@ -48,6 +48,9 @@ func (a *api) searchPost(c *gin.Context) error {
 
 func (a *api) search(c *gin.Context, params url.Values) error {
 	c.Set(auditQuery, params.Encode())
+	if err := a.checkSearchParams(params); err != nil {
+		return err
+	}
 	req, self, err := a.parseSearch(c, params)
 	if err != nil {
 		return err

@@ -64,6 +64,23 @@ type Config struct {
 	SMART *auth.SMART
 	// Audit records an AuditEvent of each request; nil: none.
 	Audit *audit.Sink
+
+	// Limits (zero: none). MaxBundleEntries: entries of a batch or
+	// transaction (413); MaxQueryBytes: the query string (414);
+	// MaxSearchParams: parameter occurrences of a search (400);
+	// RequestTimeout: the deadline of a request's work.
+	MaxBundleEntries int
+	MaxQueryBytes    int
+	MaxSearchParams  int
+	RequestTimeout   time.Duration
+	// RateLimit is each client's requests per second and RateBurst its
+	// bucket; RateLimit 0: no limit.
+	RateLimit float64
+	RateBurst int
+	// CORSOrigins are the browser origins allowed to call the API.
+	CORSOrigins []string
+	// TLS: the service is served over HTTPS (Strict-Transport-Security).
+	TLS bool
 }
 
 // route is one FHIR REST route. The router and the CapabilityStatement are
@@ -141,8 +158,9 @@ type api struct {
 	engine       http.Handler // the router, for the entries of a batch or transaction
 	// public are the routes whose scope rule is "public": they answer
 	// without credentials (a client discovers how to authenticate there).
-	public map[string]bool
-	policy *disclosure.Policy
+	public  map[string]bool
+	policy  *disclosure.Policy
+	limiter *limiter // nil: no rate limit
 }
 
 // New returns the HTTP handler of the whole service.
@@ -150,11 +168,18 @@ func New(cfg Config) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	a := &api{Config: cfg, interactions: map[string]string{}, public: map[string]bool{}, levels: levelsOf(routes),
 		policy: disclosure.New(cfg.Resources, cfg.Registry, time.Now)}
+	if cfg.RateLimit > 0 {
+		a.limiter = newLimiter(cfg.RateLimit, cfg.RateBurst, time.Now)
+	}
 
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	_ = r.SetTrustedProxies(nil) // no proxy headers are trusted unless configured
-	r.Use(a.requestID, a.observe, a.recover)
+	// Order matters (docs/architecture.md, "Middleware"): every response,
+	// errors and preflights included, carries the request id and the
+	// security headers and is logged; CORS preflights are answered before
+	// routing and authentication.
+	r.Use(a.requestID, a.secure, a.observe, a.recover, a.cors, a.limit)
 	r.NoRoute(a.wrap(func(c *gin.Context) error {
 		return fault.New(fault.NotFound, "", "no route for %s", c.Request.URL.Path)
 	}))
@@ -166,7 +191,7 @@ func New(cfg Config) http.Handler {
 	r.GET("/readyz", a.wrap(a.readyz))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 
-	f := r.Group("", a.recordAudit, a.negotiate, a.authenticate, a.disclose)
+	f := r.Group("", a.recordAudit, a.negotiate, a.authenticate, a.throttle, a.disclose)
 	for _, rt := range routes {
 		a.interactions[rt.method+" "+rt.path] = strings.Fields(rt.interaction)[0]
 		h := rt.handler

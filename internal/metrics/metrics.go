@@ -32,6 +32,9 @@ type Metrics struct {
 	// outcome only (subscription ids would grow without bound).
 	syncPulled    *prometheus.CounterVec
 	notifications *prometheus.CounterVec
+	// Requests refused by the per-client rate limit: no client label, so
+	// the series stay few and carry no identity.
+	throttled prometheus.Counter
 }
 
 // New registers the service's metrics, the Go and process collectors and
@@ -92,17 +95,24 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "kapfhir_subscription_notifications_total",
 			Help: "rest-hook Subscription notifications this instance attempted, by outcome (sent, retried, failed).",
 		}, []string{"outcome"}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kapfhir_http_throttled_total",
+			Help: "Requests refused with 429 by the per-client rate limit.",
+		}),
 	}
 	reg.MustRegister(
 		m.requests, m.requestDuration, m.storeDuration, m.storeErrors, m.reindexJobs, m.reindexed,
 		m.syncDelivered, m.syncFailed, m.syncDead, m.syncLag, m.syncInFlight,
-		m.syncPulled, m.notifications,
+		m.syncPulled, m.notifications, m.throttled,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
 	)
 	return m
 }
+
+// Throttled counts one request refused by the rate limit.
+func (m *Metrics) Throttled() { m.throttled.Inc() }
 
 // ObserveRequest records one finished HTTP request.
 func (m *Metrics) ObserveRequest(interaction, typ, method, route string, code int, d time.Duration) {
