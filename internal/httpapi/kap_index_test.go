@@ -2,9 +2,11 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -35,7 +37,35 @@ func TestKapClientIndex(t *testing.T) {
 		}
 		return refs, string(r.body)
 	}
+	// Three concurrent KAP writes for the client race on its index: the
+	// losers decide again (a loser loses at most twice, once to each of
+	// the others), so all are stored and listed.
+	var wg sync.WaitGroup
+	ids := make([]string, 3)
+	for i := range ids {
+		wg.Go(func() {
+			body := `{"clientId":"` + p.client + `","kind":"hr","time":"` + day(6, "09:0"+string(rune('0'+i))) + `","value":7` + string(rune('0'+i)) + `}`
+			resp, err := http.Post(e.srv.URL+"/kap/v1/measurements", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			var m struct{ ID string }
+			if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &m) != nil {
+				t.Errorf("concurrent measurement %d: %d %s", i, resp.StatusCode, b)
+			}
+			ids[i] = m.ID
+		})
+	}
+	wg.Wait()
 	refs, raw := index()
+	for _, id := range ids {
+		if !slices.Contains(refs, "Observation/"+id) {
+			t.Errorf("the index lost the concurrent measurement %s: %v", id, refs)
+		}
+	}
 	for _, want := range []string{"MedicationRequest/" + p.prescription, "Observation/" + p.weight} {
 		if !slices.Contains(refs, want) {
 			t.Errorf("the index lacks %s: %v", want, refs)

@@ -273,18 +273,20 @@ func (s *Service) clientLabels(ctx context.Context, clientID string) (mappings.L
 
 // createForClient stores a client-level record mapped by to.
 func createForClient[T any](ctx context.Context, s *Service, clientID string, v T, to func(*mappings.Mapper, T, mappings.Labels) ([]mappings.Resource, error)) (T, error) {
-	if err := exists(ctx, s, clientView, "clientId", clientID); err != nil {
-		return v, err
-	}
-	l, err := s.clientLabels(ctx, clientID)
-	if err != nil {
-		return v, err
-	}
-	rs, err := to(s.m, v, l)
-	if err != nil {
-		return v, err
-	}
-	return v, s.write(ctx, rs, nil, nil, l)
+	return raced(ctx, func(ctx context.Context) (T, error) {
+		if err := exists(ctx, s, clientView, "clientId", clientID); err != nil {
+			return v, err
+		}
+		l, err := s.clientLabels(ctx, clientID)
+		if err != nil {
+			return v, err
+		}
+		rs, err := to(s.m, v, l)
+		if err != nil {
+			return v, err
+		}
+		return v, s.write(ctx, rs, nil, nil, l)
+	})
 }
 
 // byClient lists a client's records of a view.
@@ -372,6 +374,10 @@ func sameClient(given, want string) (string, error) {
 // are computed from the items. It is labelled like its session's program,
 // or without a session like the client's programs.
 func (s *Service) CreateMeasurement(ctx context.Context, m mappings.Measurement) (mappings.Measurement, error) {
+	return raced(ctx, func(ctx context.Context) (mappings.Measurement, error) { return s.createMeasurement(ctx, m) })
+}
+
+func (s *Service) createMeasurement(ctx context.Context, m mappings.Measurement) (mappings.Measurement, error) {
 	m.ID = resource.NewID()
 	var l mappings.Labels
 	var err error

@@ -152,9 +152,22 @@ func thorough(ctx context.Context) bool {
 // resources written through /fhir allow. Records only add facts that let
 // a request pass, so the index is enough to accept.
 func ruled[T any](ctx context.Context, write func(context.Context) (T, error)) (T, error) {
-	v, err := write(ctx)
+	v, err := raced(ctx, write)
 	if fault.Is(err, fault.Unprocessable) && !thorough(ctx) {
-		return write(withThorough(ctx))
+		return raced(withThorough(ctx), write)
+	}
+	return v, err
+}
+
+// raced runs a write again, twice at most, when it lost a race (409). A
+// KAP write reads what it decides on itself (no If-Match comes from the
+// client), so deciding again on what the winner stored is what the
+// request would have got a moment later; concurrent writes for one client
+// race on its index.
+func raced[T any](ctx context.Context, write func(context.Context) (T, error)) (T, error) {
+	v, err := write(ctx)
+	for i := 0; i < 2 && fault.Is(err, fault.Conflict); i++ {
+		v, err = write(ctx)
 	}
 	return v, err
 }

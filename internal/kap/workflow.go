@@ -279,6 +279,10 @@ func (s *Service) confirmation(ctx context.Context, se mappings.Session, in Esco
 // session: the escort-confirmed finding, and the escort as the session's
 // participant.
 func (s *Service) ConfirmEscort(ctx context.Context, sessionID string, in EscortConfirmation) (mappings.Session, error) {
+	return raced(ctx, func(ctx context.Context) (mappings.Session, error) { return s.confirmEscort(ctx, sessionID, in) })
+}
+
+func (s *Service) confirmEscort(ctx context.Context, sessionID string, in EscortConfirmation) (mappings.Session, error) {
 	it, err := get(ctx, s, sessionView, sessionID, "session")
 	if err != nil {
 		return it.val, err
