@@ -85,25 +85,16 @@ func (idx *clientIndex) labelsOrNone() mappings.Labels {
 	return idx.labels
 }
 
-// indexed reads the current resources the index lists (one read by id
-// each); deleted ones are left out.
+// indexed reads the current resources of clientTypes the index lists (one
+// read by id each); deleted ones are left out.
 func (s *Service) indexed(ctx context.Context, idx *clientIndex) ([]*store.Record, error) {
-	var out []*store.Record
+	var refs []string
 	for _, ref := range idx.refs {
-		typ, id, ok := cutRef(ref)
-		if !ok || !slices.Contains(clientTypes, typ) {
-			continue
-		}
-		rec, err := s.res.Read(ctx, typ, id)
-		switch {
-		case fault.Is(err, fault.NotFound) || fault.Is(err, fault.Gone):
-		case err != nil:
-			return nil, err
-		default:
-			out = append(out, rec)
+		if typ, id, ok := strings.Cut(ref, "/"); ok && idRE.MatchString(id) && slices.Contains(clientTypes, typ) {
+			refs = append(refs, ref)
 		}
 	}
-	return out, nil
+	return s.read(ctx, refs)
 }
 
 // indexOp is the write of the client's index in the unit of rs (the
@@ -227,9 +218,4 @@ func (s *Service) emptyIndex(clientID string) (*resource.Op, error) {
 		return nil, nil
 	}
 	return s.indexWrite(&clientIndex{id: id}, clientID, nil, mappings.Labels{})
-}
-
-func cutRef(ref string) (typ, id string, ok bool) {
-	typ, id, ok = strings.Cut(ref, "/")
-	return typ, id, ok && idRE.MatchString(id)
 }

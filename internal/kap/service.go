@@ -362,15 +362,31 @@ func orElse(err, otherwise error) error {
 // byID reads resources of typ by id, one read each (reads by id are
 // cheap where searches scan); missing and deleted ones are left out.
 func (s *Service) byID(ctx context.Context, typ string, ids []string) ([]mappings.Resource, error) {
-	var out []mappings.Resource
-	for _, id := range ids {
+	refs := make([]string, len(ids))
+	for i, id := range ids {
+		refs[i] = typ + "/" + id
+	}
+	recs, err := s.read(ctx, refs)
+	out := make([]mappings.Resource, len(recs))
+	for i, rec := range recs {
+		out[i] = resourceOf(rec)
+	}
+	return out, err
+}
+
+// read reads the current versions of refs (Type/id), one read by id each;
+// missing and deleted ones are left out.
+func (s *Service) read(ctx context.Context, refs []string) ([]*store.Record, error) {
+	var out []*store.Record
+	for _, ref := range refs {
+		typ, id, _ := strings.Cut(ref, "/")
 		rec, err := s.res.Read(ctx, typ, id)
 		switch {
 		case fault.Is(err, fault.NotFound) || fault.Is(err, fault.Gone):
 		case err != nil:
 			return nil, err
 		default:
-			out = append(out, resourceOf(rec))
+			out = append(out, rec)
 		}
 	}
 	return out, nil
