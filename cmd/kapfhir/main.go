@@ -91,7 +91,7 @@ func seedOptions(args []string) (app.SeedOptions, error) {
 	return so, nil
 }
 
-// defaultSeedClients fits a few minutes on the embedded store, whose
-// scans make seeding quadratic in the clinic's size (docs/performance.md,
-// "Seeding"); --clients 50 gives the full clinic.
-const defaultSeedClients = 10
+// defaultSeedClients is the clinic of the KAP issue: about 6 minutes on
+// the embedded store of a busy 2-CPU machine (docs/performance.md,
+// "Seeding").
+const defaultSeedClients = 50

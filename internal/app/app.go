@@ -112,6 +112,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		URI: a.mongoURI, Database: cfg.MongoDatabase, Embedded: a.embedded != nil,
 		Monitor: m.CommandMonitor(o.Monitor), Timeout: cfg.StoreTimeout,
 		Indexer: resource.Indexer(reg), TxnDeadline: cfg.TxnDeadline, Owner: owner(),
+		AfterIndexes: idIndexes(a.embedded),
 	})
 	if err != nil {
 		a.closeEmbedded()

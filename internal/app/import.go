@@ -66,6 +66,7 @@ func openOffline(ctx context.Context, cfg config.Config, o Options) (*store.Stor
 	st, err := store.Open(ctx, store.Options{
 		URI: uri, Database: cfg.MongoDatabase, Embedded: srv != nil, Timeout: cfg.StoreTimeout,
 		Indexer: resource.Indexer(reg), TxnDeadline: cfg.TxnDeadline, Owner: owner(),
+		AfterIndexes: idIndexes(srv),
 	})
 	if err != nil {
 		closeEmbedded()
@@ -80,4 +81,13 @@ func openOffline(ctx context.Context, cfg config.Config, o Options) (*store.Stor
 		return nil, nil, nil, fmt.Errorf("load custom search parameters: %w", err)
 	}
 	return st, reg, closeAll, nil
+}
+
+// idIndexes is the store's AfterIndexes on the embedded server srv: the
+// index its _id lookups use; nil on MongoDB.
+func idIndexes(srv *embedded.Server) func(context.Context, string) error {
+	if srv == nil {
+		return nil
+	}
+	return srv.IndexIDs
 }

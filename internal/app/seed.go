@@ -36,6 +36,10 @@ func Seed(ctx context.Context, cfg config.Config, so SeedOptions, out io.Writer,
 	if err != nil {
 		return err
 	}
+	// No request waits on this command, and its final count reads the
+	// whole store: a busy embedded store may take longer than the
+	// service's per-command timeout.
+	cfg.StoreTimeout = max(cfg.StoreTimeout, 2*time.Minute)
 	st, reg, closeStore, err := openOffline(ctx, cfg, o)
 	if err != nil {
 		return err
@@ -59,17 +63,13 @@ func Seed(ctx context.Context, cfg config.Config, so SeedOptions, out io.Writer,
 		return fmt.Errorf("seed: %w", err)
 	}
 	sum.Write(out, time.Since(now))
-	types, err := st.Types(ctx)
+	counts, err := st.CountByType(ctx)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "FHIR resources in the store:")
-	for _, t := range types {
-		n, err := st.CountCurrent(ctx, []string{t})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "  %-26s %5d\n", t, n)
+	for _, c := range counts {
+		fmt.Fprintf(out, "  %-26s %5d\n", c.Type, c.N)
 	}
 	return nil
 }

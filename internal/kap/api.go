@@ -105,7 +105,18 @@ func (s *Service) CreateClient(ctx context.Context, c mappings.Client) (mappings
 	if err != nil {
 		return c, err
 	}
-	return c, s.write(ctx, rs, nil, nil, mappings.Labels{})
+	ops, err := s.ops(rs, nil, nil, mappings.Labels{})
+	if err != nil {
+		return c, err
+	}
+	idx, err := s.emptyIndex(c.ID)
+	if err != nil {
+		return c, err
+	}
+	if idx != nil {
+		ops = append(ops, idx)
+	}
+	return c, s.commit(ctx, ops, nil)
 }
 
 // Client reads a client.
@@ -221,7 +232,7 @@ func (s *Service) SetProgramStatus(ctx context.Context, id string, in ProgramSta
 
 // Summary is the program summary now.
 func (s *Service) Summary(ctx context.Context, programID string) (Summary, error) {
-	r, err := s.programRecords(ctx, programID)
+	r, err := s.programRecords(withThorough(ctx), programID)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -246,6 +257,12 @@ func exists[T any](ctx context.Context, s *Service, v view[T], field, id string)
 // clientLabels are the labels of all the client's programs: a client in a
 // substance-use program has every clinical resource labelled so.
 func (s *Service) clientLabels(ctx context.Context, clientID string) (mappings.Labels, error) {
+	// The client's index holds the labels of every KAP write for the
+	// client, its programs' included: a read by id instead of a search.
+	idx, err := s.readIndex(ctx, clientID)
+	if err != nil || idx != nil && idx.version != 0 {
+		return idx.labelsOrNone(), err
+	}
 	ps, err := listAll(ctx, s, programView, url.Values{"patient": {"Patient/" + clientID}}, nil)
 	var l mappings.Labels
 	for _, p := range ps {
@@ -256,18 +273,20 @@ func (s *Service) clientLabels(ctx context.Context, clientID string) (mappings.L
 
 // createForClient stores a client-level record mapped by to.
 func createForClient[T any](ctx context.Context, s *Service, clientID string, v T, to func(*mappings.Mapper, T, mappings.Labels) ([]mappings.Resource, error)) (T, error) {
-	if err := exists(ctx, s, clientView, "clientId", clientID); err != nil {
-		return v, err
-	}
-	l, err := s.clientLabels(ctx, clientID)
-	if err != nil {
-		return v, err
-	}
-	rs, err := to(s.m, v, l)
-	if err != nil {
-		return v, err
-	}
-	return v, s.write(ctx, rs, nil, nil, l)
+	return raced(ctx, func(ctx context.Context) (T, error) {
+		if err := exists(ctx, s, clientView, "clientId", clientID); err != nil {
+			return v, err
+		}
+		l, err := s.clientLabels(ctx, clientID)
+		if err != nil {
+			return v, err
+		}
+		rs, err := to(s.m, v, l)
+		if err != nil {
+			return v, err
+		}
+		return v, s.write(ctx, rs, nil, nil, l)
+	})
 }
 
 // byClient lists a client's records of a view.
@@ -355,6 +374,10 @@ func sameClient(given, want string) (string, error) {
 // are computed from the items. It is labelled like its session's program,
 // or without a session like the client's programs.
 func (s *Service) CreateMeasurement(ctx context.Context, m mappings.Measurement) (mappings.Measurement, error) {
+	return raced(ctx, func(ctx context.Context) (mappings.Measurement, error) { return s.createMeasurement(ctx, m) })
+}
+
+func (s *Service) createMeasurement(ctx context.Context, m mappings.Measurement) (mappings.Measurement, error) {
 	m.ID = resource.NewID()
 	var l mappings.Labels
 	var err error

@@ -14,19 +14,32 @@ import (
 // the session.
 
 // signer is the clinician who signs a session's documents: the one given
-// (a discharge's performer), else the lead participant, else the first;
-// "" when the session names nobody.
-func signer(given string, se mappings.Session) string {
+// (a discharge's performer), else the session's lead participant, else its
+// first, else the program's care manager, else its psychotherapist, else
+// its first team member (a session recorded without participants still
+// gets its note); "" when nobody is named.
+func signer(given string, se mappings.Session, p mappings.Program) string {
 	if given != "" {
 		return given
 	}
-	for _, p := range se.Participants {
-		if p.Role == "lead" {
-			return p.MemberID
+	for _, x := range se.Participants {
+		if x.Role == "lead" {
+			return x.MemberID
 		}
 	}
 	if len(se.Participants) > 0 {
 		return se.Participants[0].MemberID
+	}
+	if p.CareManagerID != "" {
+		return p.CareManagerID
+	}
+	for _, m := range p.Team {
+		if m.Role == "psychotherapist" {
+			return m.MemberID
+		}
+	}
+	if len(p.Team) > 0 {
+		return p.Team[0].MemberID
 	}
 	return ""
 }
@@ -116,7 +129,7 @@ func (s *Service) rems(ctx context.Context, r *records, session []mappings.Resou
 // REMSForm is the Spravato REMS Patient Monitoring Form of an esketamine
 // dosing session, read from its resources (404 for another session).
 func (s *Service) REMSForm(ctx context.Context, sessionID string) (mappings.REMSForm, error) {
-	r, it, err := s.sessionRecords(ctx, sessionID)
+	r, it, err := s.sessionRecords(withThorough(ctx), sessionID)
 	if err != nil {
 		return mappings.REMSForm{}, err
 	}

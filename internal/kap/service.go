@@ -53,23 +53,40 @@ func NewService(d Deps) *Service {
 }
 
 // write stores rs as one atomic unit through the FHIR transaction path
-// (validation, versions, history, change log). versions holds the version
-// an existing resource (by Type/id) must still have: a concurrent change
-// makes the whole write a 409. Overrides add their Provenance to the unit
-// and are counted once it is stored.
+// (validation, versions, history, change log), with the client's index
+// (index.go). versions holds the version an existing resource (by
+// Type/id) must still have: a concurrent change makes the whole write a
+// 409. Overrides add their Provenance to the unit and are counted once it
+// is stored.
 func (s *Service) write(ctx context.Context, rs []mappings.Resource, versions map[string]int64, overrides []Override, l mappings.Labels) error {
+	ops, err := s.ops(rs, versions, overrides, l)
+	if err != nil {
+		return err
+	}
+	idx, err := s.indexOp(ctx, rs, l)
+	if err != nil {
+		return err
+	}
+	if idx != nil {
+		ops = append(ops, idx)
+	}
+	return s.commit(ctx, ops, overrides)
+}
+
+// ops are the writes of rs, and of the Provenance of overrides.
+func (s *Service) ops(rs []mappings.Resource, versions map[string]int64, overrides []Override, l mappings.Labels) ([]*resource.Op, error) {
 	if len(overrides) > 0 {
 		p, err := s.provenance(rs, overrides, l)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rs = append(rs, p)
 	}
-	ops := make([]*resource.Op, 0, len(rs))
+	ops := make([]*resource.Op, 0, len(rs)+1)
 	for _, r := range rs {
-		res, err := fhir.ParseResource(r.JSON)
+		res, err := parse(r)
 		if err != nil {
-			return fault.Wrap(err, "mapping "+r.Type) // the mappings emit valid FHIR: a bug
+			return nil, err
 		}
 		op := &resource.Op{Method: "PUT", Type: r.Type, ID: r.ID, Resource: res}
 		if v, ok := versions[r.Ref()]; ok {
@@ -77,6 +94,20 @@ func (s *Service) write(ctx context.Context, rs []mappings.Resource, versions ma
 		}
 		ops = append(ops, op)
 	}
+	return ops, nil
+}
+
+// parse reads a mapped resource for the store.
+func parse(r mappings.Resource) (*fhir.Resource, error) {
+	res, err := fhir.ParseResource(r.JSON)
+	if err != nil {
+		return nil, fault.Wrap(err, "mapping "+r.Type) // the mappings emit valid FHIR: a bug
+	}
+	return res, nil
+}
+
+// commit writes ops as one unit; a version check that fails is a 409.
+func (s *Service) commit(ctx context.Context, ops []*resource.Op, overrides []Override) error {
 	err := s.res.Resolve(ctx, ops)
 	if err == nil {
 		err = s.res.Apply(ctx, ops)
@@ -359,15 +390,31 @@ func orElse(err, otherwise error) error {
 // byID reads resources of typ by id, one read each (reads by id are
 // cheap where searches scan); missing and deleted ones are left out.
 func (s *Service) byID(ctx context.Context, typ string, ids []string) ([]mappings.Resource, error) {
-	var out []mappings.Resource
-	for _, id := range ids {
+	refs := make([]string, len(ids))
+	for i, id := range ids {
+		refs[i] = typ + "/" + id
+	}
+	recs, err := s.read(ctx, refs)
+	out := make([]mappings.Resource, len(recs))
+	for i, rec := range recs {
+		out[i] = resourceOf(rec)
+	}
+	return out, err
+}
+
+// read reads the current versions of refs (Type/id), one read by id each;
+// missing and deleted ones are left out.
+func (s *Service) read(ctx context.Context, refs []string) ([]*store.Record, error) {
+	var out []*store.Record
+	for _, ref := range refs {
+		typ, id, _ := strings.Cut(ref, "/")
 		rec, err := s.res.Read(ctx, typ, id)
 		switch {
 		case fault.Is(err, fault.NotFound) || fault.Is(err, fault.Gone):
 		case err != nil:
 			return nil, err
 		default:
-			out = append(out, resourceOf(rec))
+			out = append(out, rec)
 		}
 	}
 	return out, nil

@@ -38,13 +38,17 @@ func fields(err error, names map[string]string) error {
 
 var dosingFields = map[string]string{"program": "programId", "prescription": "prescriptionId", "product": "route", "escort": "escortId"}
 
-// programOf reads the program a request names in field: a 422 naming the
-// field when it is not stored.
-func (s *Service) programOf(ctx context.Context, field, id string) (*records, error) {
+// programOf reads the program a request names in field, with the client's
+// records when facts is set: a 422 naming the field when it is not stored.
+func (s *Service) programOf(ctx context.Context, field, id string, facts bool) (*records, error) {
 	if id == "" {
 		return nil, fault.New(fault.Invalid, field, "%s is required", field).WithCode("required")
 	}
-	r, err := s.programRecords(ctx, id)
+	read := s.program
+	if facts {
+		read = s.programRecords
+	}
+	r, err := read(ctx, id)
 	if fault.Is(err, fault.NotFound) {
 		return nil, fault.New(fault.Unprocessable, field, "%s %q names no program", field, id)
 	}
@@ -93,9 +97,15 @@ func (s *Service) checkStart(r *records, se mappings.Session, o DosingOrder, esc
 // arrived or in-progress starts now: the dosing rules apply, and an
 // escortId given confirms the escort in the same write.
 func (s *Service) CreateSession(ctx context.Context, in SessionInput) (mappings.Session, error) {
+	return ruled(ctx, func(ctx context.Context) (mappings.Session, error) { return s.createSession(ctx, in) })
+}
+
+func (s *Service) createSession(ctx context.Context, in SessionInput) (mappings.Session, error) {
 	se := in.Session
 	se.ID = resource.NewID()
-	r, err := s.programOf(ctx, "programId", se.ProgramID)
+	// Only a dosing session that starts needs the program's facts: a new
+	// session has no doses or measurements yet for its note.
+	r, err := s.programOf(ctx, "programId", se.ProgramID, se.Kind == string(Dosing) && started(se.Status))
 	if err != nil {
 		return se, err
 	}
@@ -132,7 +142,7 @@ func (s *Service) CreateSession(ctx context.Context, in SessionInput) (mappings.
 		return se, err
 	}
 	if se.Status == "finished" { // not dosing: refused above
-		note, err := s.sessionNote(r, se, signer("", se), "", orElseString(se.End, s.now().Format(time.RFC3339)))
+		note, err := s.sessionNote(r, se, signer("", se, r.program.val), "", orElseString(se.End, s.now().Format(time.RFC3339)))
 		if err != nil {
 			return se, err
 		}
@@ -185,6 +195,10 @@ func (s *Service) sessionRecords(ctx context.Context, id string) (*records, item
 // arriving or starting sets the start, ending the end. A dosing session
 // starting passes the dosing rules; it finishes by its discharge only.
 func (s *Service) SetSessionStatus(ctx context.Context, id string, in SessionStatusInput) (mappings.Session, error) {
+	return ruled(ctx, func(ctx context.Context) (mappings.Session, error) { return s.setSessionStatus(ctx, id, in) })
+}
+
+func (s *Service) setSessionStatus(ctx context.Context, id string, in SessionStatusInput) (mappings.Session, error) {
 	it, err := get(ctx, s, sessionView, id, "session")
 	if err != nil {
 		return it.val, err
@@ -230,7 +244,7 @@ func (s *Service) SetSessionStatus(ctx context.Context, id string, in SessionSta
 		return se, err
 	}
 	if note {
-		doc, err := s.sessionNote(r, se, signer("", se), "", when)
+		doc, err := s.sessionNote(r, se, signer("", se, r.program.val), "", when)
 		if err != nil {
 			return se, err
 		}
@@ -265,6 +279,10 @@ func (s *Service) confirmation(ctx context.Context, se mappings.Session, in Esco
 // session: the escort-confirmed finding, and the escort as the session's
 // participant.
 func (s *Service) ConfirmEscort(ctx context.Context, sessionID string, in EscortConfirmation) (mappings.Session, error) {
+	return raced(ctx, func(ctx context.Context) (mappings.Session, error) { return s.confirmEscort(ctx, sessionID, in) })
+}
+
+func (s *Service) confirmEscort(ctx context.Context, sessionID string, in EscortConfirmation) (mappings.Session, error) {
 	it, err := get(ctx, s, sessionView, sessionID, "session")
 	if err != nil {
 		return it.val, err
@@ -290,9 +308,13 @@ func (s *Service) ConfirmEscort(ctx context.Context, sessionID string, in Escort
 // calculated in mg from the program's latest body weight (recorded at or
 // before authoredOn); the dose rules apply to the calculated dose.
 func (s *Service) CreatePrescription(ctx context.Context, in PrescriptionInput) (mappings.Prescription, error) {
+	return ruled(ctx, func(ctx context.Context) (mappings.Prescription, error) { return s.createPrescription(ctx, in) })
+}
+
+func (s *Service) createPrescription(ctx context.Context, in PrescriptionInput) (mappings.Prescription, error) {
 	p := in.Prescription
 	p.ID = resource.NewID()
-	r, err := s.programOf(ctx, "programId", p.ProgramID)
+	r, err := s.programOf(ctx, "programId", p.ProgramID, true)
 	if err != nil {
 		return p, err
 	}
@@ -362,6 +384,10 @@ var administrationFields = map[string]string{"dose": "doseMg", "prescription": "
 // CreateAdministration records a dose given in a dosing session: it needs
 // an active prescription of the product and route, within its maximum.
 func (s *Service) CreateAdministration(ctx context.Context, in AdministrationInput) (mappings.Administration, error) {
+	return ruled(ctx, func(ctx context.Context) (mappings.Administration, error) { return s.createAdministration(ctx, in) })
+}
+
+func (s *Service) createAdministration(ctx context.Context, in AdministrationInput) (mappings.Administration, error) {
 	a := in.Administration
 	a.ID = resource.NewID()
 	if a.SessionID == "" {
@@ -432,6 +458,10 @@ func (s *Service) Administrations(ctx context.Context, sessionID string, o ListO
 // is finished with the discharge disposition, the no-driving instruction
 // (CarePlan and safety Flag) and the release to the escort.
 func (s *Service) Discharge(ctx context.Context, sessionID string, in DischargeInput) (mappings.Session, error) {
+	return ruled(ctx, func(ctx context.Context) (mappings.Session, error) { return s.discharge(ctx, sessionID, in) })
+}
+
+func (s *Service) discharge(ctx context.Context, sessionID string, in DischargeInput) (mappings.Session, error) {
 	r, it, err := s.sessionRecords(ctx, sessionID)
 	if err != nil {
 		return it.val, err
@@ -473,7 +503,7 @@ func (s *Service) Discharge(ctx context.Context, sessionID string, in DischargeI
 	if err != nil {
 		return se, err
 	}
-	author := signer(in.PerformerID, se)
+	author := signer(in.PerformerID, se, r.program.val)
 	docs, err := s.sessionNote(r, se, author, in.Note, when)
 	if err != nil {
 		return se, err

@@ -23,6 +23,9 @@ type Op struct {
 	Resource *fhir.Resource
 	Patch    fhir.Patch // PATCH only
 	IfMatch  *int64
+	// IfNoneMatch refuses the write (412) when the resource exists: a
+	// create that must not overwrite one made meanwhile.
+	IfNoneMatch bool
 	// Criteria: If-None-Exist of a POST, the URL criteria of a
 	// conditional PUT or DELETE; nil otherwise.
 	Criteria *search.Request
@@ -260,6 +263,9 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 		}
 		if err := checkIfMatch(op.Type, op.ID, prev, op.IfMatch); err != nil {
 			return &OpError{i, err}
+		}
+		if op.IfNoneMatch && prev != nil && !prev.Deleted {
+			return &OpError{i, fault.New(fault.PreconditionFailed, "", "%s/%s exists already", op.Type, op.ID)}
 		}
 		res, err := op.load()
 		if err == nil {

@@ -214,6 +214,32 @@ func (s *Store) DeleteChunks(ctx context.Context, job string, n int64) error {
 	}
 }
 
+// TypeCount is how many resources of a type are stored.
+type TypeCount struct {
+	Type string `bson:"_id"`
+	N    int64  `bson:"n"`
+}
+
+// CountByType counts the resources of each stored type (tombstones
+// included), by type name: one pass over the collection, where a count per
+// type would make one each on the embedded store.
+func (s *Store) CountByType(ctx context.Context) ([]TypeCount, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	cur, err := s.resources.Aggregate(ctx, bson.A{
+		bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$type"}, {Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}}}}},
+		bson.D{{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}},
+	})
+	if err != nil {
+		return nil, storeErr(err, "count resources")
+	}
+	var out []TypeCount
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, storeErr(err, "count resources")
+	}
+	return out, nil
+}
+
 // Types returns the resource types that have current versions (tombstones
 // included), sorted. A $group, not distinct: the driver could not decode
 // FerretDB 1.24's distinct answer.

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -87,6 +88,10 @@ type Options struct {
 	// CommitTxn (Stage*); an error acts as a store failure there, and
 	// ErrSimulatedCrash stops at once without cleanup.
 	TxnHook func(stage string) error
+	// AfterIndexes, when set, runs once Open has created the collections
+	// and their indexes, with the database's name: the embedded server
+	// adds the index its _id lookups use there (embedded.IndexIDs).
+	AfterIndexes func(ctx context.Context, database string) error
 }
 
 // Store is the MongoDB adapter.
@@ -114,7 +119,8 @@ type Store struct {
 	owner       string
 	txnHook     func(string) error
 	txnCache    txnCache
-	embedded    bool // FerretDB: only an exact _id filter avoids a collection scan
+	embedded    bool       // FerretDB: only an exact _id filter avoids a collection scan
+	projectMu   sync.Mutex // embedded: see updateCurrent
 }
 
 // Open connects, checks the server answers and creates the indexes.
@@ -170,6 +176,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err := s.ensureIndexes(ctx); err != nil {
 		_ = client.Disconnect(ctx)
 		return nil, err
+	}
+	if o.AfterIndexes != nil {
+		if err := o.AfterIndexes(ctx, o.Database); err != nil {
+			_ = client.Disconnect(ctx)
+			return nil, err
+		}
 	}
 	if err := s.repair(ctx); err != nil {
 		_ = client.Disconnect(ctx)
@@ -382,8 +394,8 @@ func (s *Store) Commit(ctx context.Context, r *Record) error {
 // project makes r the current version. It runs only when the current
 // version is r.VersionID-1 or already r (a loser rolling a winner forward
 // races the winner itself), so an insert, or an update conditioned on the
-// previous version, is enough. Both address the document by _id, which
-// FerretDB serves without a collection scan; an upsert would scan.
+// previous version, is enough. Both address the document by _id (on
+// FerretDB see updateCurrent); an upsert would scan.
 func (s *Store) project(ctx context.Context, r *Record) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
@@ -394,13 +406,42 @@ func (s *Store) project(ctx context.Context, r *Record) error {
 		}
 		return storeErr(err, "insert current version")
 	}
+	// No match means another writer already made r (or a later version) current.
+	return storeErr(s.updateCurrent(ctx, r), "update current version")
+}
+
+// updateCurrent makes r current over its previous version (the
+// ProjectionUpdate); nothing when that is not the current one. FerretDB
+// decodes the whole collection for any filter but {_id} alone (measured:
+// the {_id, vid} update cost as much as a search), so on the embedded
+// store the version is checked by a read by _id and the update addressed
+// by _id alone, both under projectMu: the embedded store has one process,
+// whose updates of current versions all pass here.
+func (s *Store) updateCurrent(ctx context.Context, r *Record) error {
 	filter, update, err := ProjectionUpdate(r)
 	if err != nil {
 		return err
 	}
-	_, err = s.resources.UpdateOne(ctx, filter, update)
-	// No match means another writer already made r (or a later version) current.
-	return storeErr(err, "update current version")
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	if !s.embedded {
+		_, err = s.resources.UpdateOne(ctx, filter, update)
+		return err
+	}
+	s.projectMu.Lock()
+	defer s.projectMu.Unlock()
+	var cur struct {
+		VersionID int64 `bson:"vid"`
+	}
+	err = s.resources.FindOne(ctx, filter[:1]).Decode(&cur)
+	if errors.Is(err, mongo.ErrNoDocuments) || err == nil && cur.VersionID != r.VersionID-1 {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = s.resources.UpdateOne(ctx, filter[:1], update)
+	return err
 }
 
 // current is a resources document: the version and its search index.

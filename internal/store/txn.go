@@ -347,31 +347,46 @@ func (s *Store) projectAll(ctx context.Context, recs []*Record) error {
 	for len(recs) > 0 {
 		n := batchEnd(recs, 0)
 		models := make([]mongo.WriteModel, 0, n)
+		var updates []*Record
 		var later []*Record // their entries go once the batch is written
 		for _, r := range recs[:n] {
 			if r.Index == nil && r.IndexLater != nil && !r.Deleted {
 				r.Index = r.IndexLater(r)
 				later = append(later, r)
 			}
-			if r.VersionID == 1 {
+			switch {
+			case r.VersionID == 1:
 				models = append(models, mongo.NewInsertOneModel().SetDocument(CurrentDocument(r)))
-				continue
+			case s.embedded:
+				updates = append(updates, r) // see updateCurrent
+			default:
+				filter, update, err := ProjectionUpdate(r)
+				if err != nil {
+					return err
+				}
+				models = append(models, mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(update))
 			}
-			filter, update, err := ProjectionUpdate(r)
-			if err != nil {
-				return err
-			}
-			models = append(models, mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(update))
 		}
-		pctx, cancel := s.op(ctx)
-		// A duplicate is a projection another writer made already; an
-		// update matching nothing, one it replaced with a later version.
-		_, err := s.resources.BulkWrite(pctx, models, options.BulkWrite().SetOrdered(false))
-		cancel()
+		var err error
+		if len(models) > 0 {
+			pctx, cancel := s.op(ctx)
+			// A duplicate is a projection another writer made already; an
+			// update matching nothing, one it replaced with a later version.
+			_, err = s.resources.BulkWrite(pctx, models, options.BulkWrite().SetOrdered(false))
+			cancel()
+			if err != nil && onlyDuplicates(err) {
+				err = nil
+			}
+		}
+		for _, r := range updates {
+			if err == nil {
+				err = s.updateCurrent(ctx, r)
+			}
+		}
 		for _, r := range later {
 			r.Index = nil
 		}
-		if err != nil && !onlyDuplicates(err) {
+		if err != nil {
 			return storeErr(err, "make versions current")
 		}
 		recs = recs[n:]

@@ -63,10 +63,12 @@ func URI(t testing.TB) (string, bool) {
 // ./server): built without -race even when the tests are, and gone when the
 // test binary is, since it stops when its stdin closes.
 type process struct {
-	dir   string
-	uri   string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
+	dir    string
+	uri    string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+	mu     sync.Mutex // one index request at a time
 }
 
 func start() (*process, error) {
@@ -105,13 +107,32 @@ func (p *process) run() error {
 	if err := p.cmd.Start(); err != nil {
 		return fmt.Errorf("start the store server: %w", err)
 	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	p.stdout = bufio.NewReader(stdout)
+	line, err := p.stdout.ReadString('\n')
 	if err != nil {
 		_ = p.stdin.Close()
 		_ = p.cmd.Wait()
 		return fmt.Errorf("the store server did not start: %w", err)
 	}
 	p.uri = strings.TrimSpace(line)
+	return nil
+}
+
+// indexIDs asks the server to add the _id lookup index to db (see
+// embedded.IndexIDs): the store's AfterIndexes.
+func (p *process) indexIDs(_ context.Context, db string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := fmt.Fprintf(p.stdin, "index %s\n", db); err != nil {
+		return err
+	}
+	reply, err := p.stdout.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("store server: %w", err)
+	}
+	if reply = strings.TrimSpace(reply); reply != "ok" {
+		return fmt.Errorf("store server: %s", reply)
+	}
 	return nil
 }
 
@@ -150,6 +171,9 @@ func OpenWith(t testing.TB, db string, o store.Options) *store.Store {
 	t.Helper()
 	o.URI, o.Embedded = URI(t)
 	o.Database = db
+	if o.Embedded {
+		o.AfterIndexes = server.indexIDs
+	}
 	if o.Timeout == 0 {
 		// Under -race on a shared machine a scan of the embedded store
 		// can take many seconds; only a stuck command should time out.

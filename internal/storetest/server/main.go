@@ -7,14 +7,18 @@
 //	server -dir DIR
 //
 // prints the server's mongodb:// URI on stdout, then serves until its
-// stdin closes (the test binary ended, however it ended).
+// stdin closes (the test binary ended, however it ended). Each line
+// "index DB" on stdin adds the _id lookup index to database DB
+// (embedded.Server.IndexIDs) and is answered "ok" or the error on stdout.
 package main
 
 import (
+	"bufio"
+	"context"
 	"flag"
 	"fmt"
-	"io"
 	"os"
+	"strings"
 
 	"github.com/kapfhir/kapfhir/internal/embedded"
 )
@@ -28,6 +32,16 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Println(srv.URI())
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		db, ok := strings.CutPrefix(in.Text(), "index ")
+		reply := "ok"
+		if !ok {
+			reply = "unknown request"
+		} else if err := srv.IndexIDs(context.Background(), db); err != nil {
+			reply = strings.ReplaceAll(err.Error(), "\n", " ")
+		}
+		fmt.Println(reply)
+	}
 	srv.Close()
 }
