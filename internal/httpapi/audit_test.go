@@ -205,7 +205,8 @@ func TestAuditInteractions(t *testing.T) {
 			}
 		})
 	}
-	// A KAP write names the FHIR resources it wrote.
+	// A KAP write names the FHIR resources it wrote: the client's Patient
+	// and its KAP record index.
 	t.Run("KAP write", func(t *testing.T) {
 		e.t = t
 		r := e.as("clinician", "POST", "/kap/v1/clients", `{"name":{"family":"Moss"},"gender":"male","identifiers":[{"system":"https://clinic.example/mrn","value":"MRN-9"}]}`, "Content-Type", "application/json")
@@ -214,7 +215,7 @@ func TestAuditInteractions(t *testing.T) {
 		}
 		id := r.json(t)["id"].(string)
 		want := auditSummary{rest, "", "C", "0", "Practitioner/pr1", clinician,
-			[]string{"/kap/v1/clients", "Patient/" + id + "/_history/1", "patient:Patient/" + id}}
+			[]string{"/kap/v1/clients", "Patient/" + id + "/_history/1", "patient:Patient/" + id, "List/" + id + "-kap/_history/1"}}
 		if diff := cmp.Diff(want, e.oneAudit("entity-name=/kap/v1/clients&action=C")); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
