@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kapfhir/kapfhir/internal/storetest"
 )
 
 // TestStoreCommandsPerInteraction counts the store commands each
@@ -17,6 +19,13 @@ import (
 // cost model; docs/performance.md quotes them.
 func TestStoreCommandsPerInteraction(t *testing.T) {
 	e := newEnv(t)
+	// On the embedded store a write reads the current version by _id
+	// before updating it by _id alone: FerretDB scans the collection for
+	// any other filter (store.updateVersion). MongoDB takes {_id, vid}.
+	byID := 0
+	if _, embedded := storetest.URI(t); embedded {
+		byID = 1
+	}
 
 	id := e.create("Patient", fmt.Sprintf(patient, "cmd0"))
 	e.commands.Take()
@@ -33,7 +42,7 @@ func TestStoreCommandsPerInteraction(t *testing.T) {
 			map[string]int{"findAndModify": 1, "insert": 2}},
 		{"update", func() *response {
 			return e.do("PUT", "/fhir/Patient/"+id, fmt.Sprintf(`{"resourceType":"Patient","id":"%s","active":true}`, id))
-		}, map[string]int{"find": 1, "findAndModify": 1, "insert": 1, "update": 1}},
+		}, map[string]int{"find": 1 + byID, "findAndModify": 1, "insert": 1, "update": 1}},
 		{"update, no change", func() *response {
 			return e.do("PUT", "/fhir/Patient/"+id, fmt.Sprintf(`{"resourceType":"Patient","id":"%s","active":true}`, id))
 		}, map[string]int{"find": 1}},
@@ -47,7 +56,7 @@ func TestStoreCommandsPerInteraction(t *testing.T) {
 			map[string]int{"find": 1}},
 		{"patch", func() *response {
 			return e.do("PATCH", "/fhir/Patient/"+id, `[{"op":"replace","path":"/active","value":false}]`, "Content-Type", jsonPatchType)
-		}, map[string]int{"find": 2, "findAndModify": 1, "insert": 1, "update": 1}},
+		}, map[string]int{"find": 2 + byID, "findAndModify": 1, "insert": 1, "update": 1}},
 		{"patch, no change", func() *response {
 			return e.do("PATCH", "/fhir/Patient/"+id, `[{"op":"test","path":"/active","value":false}]`, "Content-Type", jsonPatchType)
 		}, map[string]int{"find": 2}},
@@ -59,7 +68,7 @@ func TestStoreCommandsPerInteraction(t *testing.T) {
 		{"$validate", func() *response { return e.do("POST", "/fhir/Patient/$validate", fmt.Sprintf(patient, "cmd3")) },
 			map[string]int{}},
 		{"delete", func() *response { return e.do("DELETE", "/fhir/Patient/"+id, "") },
-			map[string]int{"find": 1, "findAndModify": 1, "insert": 1, "update": 1}},
+			map[string]int{"find": 1 + byID, "findAndModify": 1, "insert": 1, "update": 1}},
 	}
 	var doc strings.Builder
 	doc.WriteString("| interaction | store commands |\n| --- | --- |\n")
