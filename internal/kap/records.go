@@ -66,14 +66,12 @@ func (s *Service) load(ctx context.Context, r *records) error {
 	}
 	var recs []*store.Record
 	if idx != nil && idx.version != 0 {
-		if recs, err = s.indexed(ctx, idx); err != nil {
-			return err
-		}
+		recs, err = s.indexed(ctx, idx)
+	} else {
+		recs, err = s.compartment(ctx, p.val.ClientID, clientTypes)
 	}
-	if idx == nil || idx.version == 0 {
-		if recs, err = s.compartment(ctx, p.val.ClientID, clientTypes); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
 	byType := map[string][]*store.Record{}
 	pool := make([]mappings.Resource, len(recs))
