@@ -66,6 +66,10 @@ func New(cfg Config) (*Mapper, error) {
 	return &Mapper{t: t, noDrivingHours: cfg.NoDrivingHours}, nil
 }
 
+// ClientIndexCode is the kap code of a KAP client's index List (List.code),
+// the KAP service's bookkeeping: the EHR sync never sends it.
+const ClientIndexCode = "client-records"
+
 // KapSystem is the URL of the local CodeSystem.
 func (m *Mapper) KapSystem() string { return m.t.kapURL }
 

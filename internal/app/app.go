@@ -119,7 +119,8 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	a.store = st
-	svc := resource.New(st, reg, time.Now)
+	// Every write keeps the KAP clients' indexes (docs/architecture.md).
+	svc := resource.New(st, reg, time.Now).WithKeeper(kap.NewIndexKeeper(mapper))
 	if cfg.Audit == "on" {
 		a.audit = audit.New(svc, o.Registry, audit.Options{Queue: cfg.AuditQueue, Observer: cfg.SyncInstall, Logger: o.Logger})
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/config"
 	"github.com/kapfhir/kapfhir/internal/embedded"
+	"github.com/kapfhir/kapfhir/internal/kap"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/reindex"
 	"github.com/kapfhir/kapfhir/internal/resource"
@@ -27,12 +28,22 @@ func Import(ctx context.Context, cfg config.Config, dir string, out io.Writer, o
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
+	rules, err := kap.LoadRules(cfg.KAPRules)
+	if err != nil {
+		return nil, err
+	}
+	mapper, err := kap.NewMapper(rules)
+	if err != nil {
+		return nil, err
+	}
 	st, reg, closeStore, err := openOffline(ctx, cfg, o)
 	if err != nil {
 		return nil, err
 	}
 	defer closeStore()
-	im := bulkimport.New(resource.New(st, reg, time.Now), reg, bulkimport.Options{MaxLineBytes: int(cfg.MaxBodyBytes)})
+	// Imported records of KAP clients join their indexes.
+	svc := resource.New(st, reg, time.Now).WithKeeper(kap.NewIndexKeeper(mapper))
+	im := bulkimport.New(svc, reg, bulkimport.Options{MaxLineBytes: int(cfg.MaxBodyBytes)})
 	start := time.Now()
 	rep, err := im.Run(ctx, sources)
 	if rep != nil {

@@ -47,7 +47,7 @@ func Seed(ctx context.Context, cfg config.Config, so SeedOptions, out io.Writer,
 	defer closeStore()
 	now := time.Now()
 	svc := kap.NewService(kap.Deps{
-		Resources: resource.New(st, reg, time.Now), Registry: reg, Mapper: mapper, Rules: rules,
+		Resources: resource.New(st, reg, time.Now).WithKeeper(kap.NewIndexKeeper(mapper)), Registry: reg, Mapper: mapper, Rules: rules,
 		Overrides: kap.NewOverrideCounter(prometheus.NewRegistry()), Now: time.Now, Cursors: search.NewCursors(cfg.CursorSecret),
 	})
 	clinic := seed.Plan(seed.Options{Clients: so.Clients, Seed: so.Seed, Now: now, Rules: rules})

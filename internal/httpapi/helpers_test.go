@@ -134,13 +134,13 @@ func (e *env) handler(m *metrics.Metrics, st *store.Store) (http.Handler, *reind
 	reg := fhir.NewRegistry()
 	logger := slog.New(slog.NewJSONHandler(e.logs, nil))
 	jobs := reindex.New(st, reg, m, logger, jobOptions)
-	svc := resource.New(st, reg, time.Now)
 	e.exports = bulkexport.New(st, logger, exportOptions)
 	rules := kap.DefaultRules()
 	mapper, err := kap.NewMapper(rules)
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	svc := resource.New(st, reg, time.Now).WithKeeper(kap.NewIndexKeeper(mapper))
 	cursors := search.NewCursors("test")
 	ks := kap.NewService(kap.Deps{Resources: svc, Registry: reg, Mapper: mapper, Rules: rules,
 		Overrides: kap.NewOverrideCounter(e.reg), Now: time.Now, Cursors: cursors})

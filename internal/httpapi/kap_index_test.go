@@ -11,10 +11,9 @@ import (
 )
 
 // TestKapClientIndex: every KAP write lists the client's records in
-// List/<client>-kap (docs/architecture.md, "The client index"); the rules
-// read them from it by id, and a record written through /fhir that the
-// index lacks is still seen: the refused request is decided again on the
-// client's compartment, which adds the record to the index.
+// List/<client>-kap (docs/architecture.md, "The client index") and so does
+// every write through /fhir of a record of the client (its delete removes
+// it); concurrent writers lose no entry.
 func TestKapClientIndex(t *testing.T) {
 	e := newEnv(t)
 	k := newKapAPI(t, e)
@@ -99,13 +98,60 @@ func TestKapClientIndex(t *testing.T) {
 	delete(c, "meta")
 	body, _ = json.Marshal(c)
 	fhirConsent := e.create("Consent", string(body))
-	if refs, _ := index(); slices.Contains(refs, "Consent/"+fhirConsent) {
-		t.Fatalf("a Consent written through /fhir is in the index before any KAP request: %v", refs)
+	if refs, _ := index(); !slices.Contains(refs, "Consent/"+fhirConsent) {
+		t.Fatalf("a Consent written through /fhir is not in the index: %v", refs)
 	}
 	if r := startDosing(k, p, day(9, "09:00"), true, M{"prescriptionId": p.prescription})(nil); r.status != http.StatusOK {
 		t.Fatalf("dosing with the treatment consent written through /fhir: %d %s", r.status, r.body)
 	}
-	if refs, _ := index(); !slices.Contains(refs, "Consent/"+fhirConsent) {
-		t.Errorf("the Consent written through /fhir is not in the index after the rules read it: %v", refs)
+
+	// Concurrent writes through /fhir and the KAP API for the client race
+	// on its index: every write succeeds and is listed.
+	hr := func(i int) string {
+		return `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},
+			"subject":{"reference":"Patient/` + p.client + `"},"effectiveDateTime":"` + day(10, "09:0"+string(rune('0'+i))) + `",
+			"valueQuantity":{"value":6` + string(rune('0'+i)) + `,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}`
+	}
+	fhirIDs := make([]string, 4)
+	for i := range fhirIDs {
+		wg.Go(func() {
+			r := do(t, e.srv.URL, "POST", "/fhir/Observation", hr(i))
+			if r.status != http.StatusCreated {
+				t.Errorf("concurrent /fhir create %d: %d %s", i, r.status, r.body)
+				return
+			}
+			var o struct{ ID string }
+			_ = json.Unmarshal(r.body, &o)
+			fhirIDs[i] = o.ID
+		})
+	}
+	var kapID string
+	wg.Go(func() {
+		resp, err := http.Post(e.srv.URL+"/kap/v1/measurements", "application/json", strings.NewReader(`{"clientId":"`+p.client+`","kind":"hr","time":"`+day(10, "10:00")+`","value":70}`))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer resp.Body.Close()
+		var m struct{ ID string }
+		if b, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &m) != nil {
+			t.Errorf("concurrent KAP measurement: %d %s", resp.StatusCode, b)
+		}
+		kapID = m.ID
+	})
+	wg.Wait()
+	refs, _ = index()
+	for _, id := range append(fhirIDs, kapID) {
+		if !slices.Contains(refs, "Observation/"+id) {
+			t.Errorf("the index lost the concurrent write of Observation/%s: %v", id, refs)
+		}
+	}
+
+	// A delete through /fhir removes the entry.
+	if r := e.do("DELETE", "/fhir/Consent/"+fhirConsent, ""); r.status >= 300 {
+		t.Fatalf("DELETE: %d %s", r.status, r.body)
+	}
+	if refs, _ := index(); slices.Contains(refs, "Consent/"+fhirConsent) {
+		t.Errorf("a deleted Consent is still in the index: %v", refs)
 	}
 }

@@ -232,7 +232,7 @@ func (s *Service) SetProgramStatus(ctx context.Context, id string, in ProgramSta
 
 // Summary is the program summary now.
 func (s *Service) Summary(ctx context.Context, programID string) (Summary, error) {
-	r, err := s.programRecords(withThorough(ctx), programID)
+	r, err := s.programRecords(ctx, programID)
 	if err != nil {
 		return Summary{}, err
 	}

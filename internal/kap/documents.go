@@ -129,7 +129,7 @@ func (s *Service) rems(ctx context.Context, r *records, session []mappings.Resou
 // REMSForm is the Spravato REMS Patient Monitoring Form of an esketamine
 // dosing session, read from its resources (404 for another session).
 func (s *Service) REMSForm(ctx context.Context, sessionID string) (mappings.REMSForm, error) {
-	r, it, err := s.sessionRecords(withThorough(ctx), sessionID)
+	r, it, err := s.sessionRecords(ctx, sessionID)
 	if err != nil {
 		return mappings.REMSForm{}, err
 	}

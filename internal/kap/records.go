@@ -36,10 +36,9 @@ var clientTypes = []string{"Encounter", "CarePlan", "MedicationRequest", "Medica
 
 // programRecords reads a program and its records: the program by id, and
 // the client's records of clientTypes by id from the client's index
-// (index.go). Unless the context asks for all stored records (thorough),
-// the index alone is read: what the KAP API wrote. Thorough, or without
-// an index, the records come from one query over the client's compartment
-// too (as $everything does), which finds resources written through /fhir.
+// (index.go), which every write of the store keeps current. A client
+// without an index (written through /fhir and never written by the KAP
+// API) is read by one query over its compartment (as $everything does).
 func (s *Service) programRecords(ctx context.Context, programID string) (*records, error) {
 	r, err := s.program(ctx, programID)
 	if err != nil {
@@ -66,20 +65,13 @@ func (s *Service) load(ctx context.Context, r *records) error {
 		return err
 	}
 	var recs []*store.Record
-	if idx != nil {
-		if recs, err = s.indexed(ctx, idx); err != nil {
-			return err
-		}
+	if idx != nil && idx.version != 0 {
+		recs, err = s.indexed(ctx, idx)
+	} else {
+		recs, err = s.compartment(ctx, p.val.ClientID, clientTypes)
 	}
-	if idx == nil || idx.version == 0 || thorough(ctx) {
-		found, err := s.compartment(ctx, p.val.ClientID, clientTypes)
-		if err != nil {
-			return err
-		}
-		recs = merge(recs, found)
-		if idx != nil && idx.version != 0 {
-			s.heal(ctx, idx, p.val.ClientID, found)
-		}
+	if err != nil {
+		return err
 	}
 	byType := map[string][]*store.Record{}
 	pool := make([]mappings.Resource, len(recs))
@@ -119,58 +111,22 @@ func (s *Service) load(ctx context.Context, r *records) error {
 	return nil
 }
 
-// merge adds to recs those of more they do not hold.
-func merge(recs, more []*store.Record) []*store.Record {
-	held := make(map[string]bool, len(recs))
-	for _, r := range recs {
-		held[store.Key(r.Type, r.ID)] = true
-	}
-	for _, r := range more {
-		if !held[store.Key(r.Type, r.ID)] {
-			recs = append(recs, r)
-		}
-	}
-	return recs
-}
-
-type thoroughKey struct{}
-
-// withThorough marks ctx: the program's records are read from the index
-// and the compartment search.
-func withThorough(ctx context.Context) context.Context {
-	return context.WithValue(ctx, thoroughKey{}, true)
-}
-
-func thorough(ctx context.Context) bool {
-	t, _ := ctx.Value(thoroughKey{}).(bool)
-	return t
-}
-
-// ruled runs a write whose rules read the program's records from the
-// client's index; when that refuses it (422), it runs once more with the
-// records the compartment search adds, so the rules refuse nothing the
-// resources written through /fhir allow. Records only add facts that let
-// a request pass, so the index is enough to accept.
-func ruled[T any](ctx context.Context, write func(context.Context) (T, error)) (T, error) {
-	v, err := raced(ctx, write)
-	if fault.Is(err, fault.Unprocessable) && !thorough(ctx) {
-		return raced(withThorough(ctx), write)
-	}
-	return v, err
-}
-
-// raced runs a write again, twice at most, when it lost a race (409). A
-// KAP write reads what it decides on itself (no If-Match comes from the
-// client), so deciding again on what the winner stored is what the
-// request would have got a moment later; concurrent writes for one client
-// race on its index.
+// raced runs a write again, maxRaces times at most, when it lost a race
+// (409). A KAP write reads what it decides on itself (no If-Match comes
+// from the client), so deciding again on what the winner stored is what
+// the request would have got a moment later; concurrent writes for one
+// client race on its index, which writes through /fhir update too.
 func raced[T any](ctx context.Context, write func(context.Context) (T, error)) (T, error) {
 	v, err := write(ctx)
-	for i := 0; i < 2 && fault.Is(err, fault.Conflict); i++ {
+	for i := 0; i < maxRaces && fault.Is(err, fault.Conflict); i++ {
 		v, err = write(ctx)
 	}
 	return v, err
 }
+
+// maxRaces bounds how often a KAP write is decided again after losing a
+// race: about one loss per concurrent writer for the client.
+const maxRaces = 5
 
 // compartment reads the current resources of types in the client's
 // compartment, page after page of one query.

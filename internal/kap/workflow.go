@@ -97,7 +97,7 @@ func (s *Service) checkStart(r *records, se mappings.Session, o DosingOrder, esc
 // arrived or in-progress starts now: the dosing rules apply, and an
 // escortId given confirms the escort in the same write.
 func (s *Service) CreateSession(ctx context.Context, in SessionInput) (mappings.Session, error) {
-	return ruled(ctx, func(ctx context.Context) (mappings.Session, error) { return s.createSession(ctx, in) })
+	return raced(ctx, func(ctx context.Context) (mappings.Session, error) { return s.createSession(ctx, in) })
 }
 
 func (s *Service) createSession(ctx context.Context, in SessionInput) (mappings.Session, error) {
@@ -195,7 +195,7 @@ func (s *Service) sessionRecords(ctx context.Context, id string) (*records, item
 // arriving or starting sets the start, ending the end. A dosing session
 // starting passes the dosing rules; it finishes by its discharge only.
 func (s *Service) SetSessionStatus(ctx context.Context, id string, in SessionStatusInput) (mappings.Session, error) {
-	return ruled(ctx, func(ctx context.Context) (mappings.Session, error) { return s.setSessionStatus(ctx, id, in) })
+	return raced(ctx, func(ctx context.Context) (mappings.Session, error) { return s.setSessionStatus(ctx, id, in) })
 }
 
 func (s *Service) setSessionStatus(ctx context.Context, id string, in SessionStatusInput) (mappings.Session, error) {
@@ -308,7 +308,7 @@ func (s *Service) confirmEscort(ctx context.Context, sessionID string, in Escort
 // calculated in mg from the program's latest body weight (recorded at or
 // before authoredOn); the dose rules apply to the calculated dose.
 func (s *Service) CreatePrescription(ctx context.Context, in PrescriptionInput) (mappings.Prescription, error) {
-	return ruled(ctx, func(ctx context.Context) (mappings.Prescription, error) { return s.createPrescription(ctx, in) })
+	return raced(ctx, func(ctx context.Context) (mappings.Prescription, error) { return s.createPrescription(ctx, in) })
 }
 
 func (s *Service) createPrescription(ctx context.Context, in PrescriptionInput) (mappings.Prescription, error) {
@@ -384,7 +384,7 @@ var administrationFields = map[string]string{"dose": "doseMg", "prescription": "
 // CreateAdministration records a dose given in a dosing session: it needs
 // an active prescription of the product and route, within its maximum.
 func (s *Service) CreateAdministration(ctx context.Context, in AdministrationInput) (mappings.Administration, error) {
-	return ruled(ctx, func(ctx context.Context) (mappings.Administration, error) { return s.createAdministration(ctx, in) })
+	return raced(ctx, func(ctx context.Context) (mappings.Administration, error) { return s.createAdministration(ctx, in) })
 }
 
 func (s *Service) createAdministration(ctx context.Context, in AdministrationInput) (mappings.Administration, error) {
@@ -458,7 +458,7 @@ func (s *Service) Administrations(ctx context.Context, sessionID string, o ListO
 // is finished with the discharge disposition, the no-driving instruction
 // (CarePlan and safety Flag) and the release to the escort.
 func (s *Service) Discharge(ctx context.Context, sessionID string, in DischargeInput) (mappings.Session, error) {
-	return ruled(ctx, func(ctx context.Context) (mappings.Session, error) { return s.discharge(ctx, sessionID, in) })
+	return raced(ctx, func(ctx context.Context) (mappings.Session, error) { return s.discharge(ctx, sessionID, in) })
 }
 
 func (s *Service) discharge(ctx context.Context, sessionID string, in DischargeInput) (mappings.Session, error) {

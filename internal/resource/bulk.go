@@ -24,7 +24,9 @@ type ImportResult struct {
 // the same resource makes the store refuse one of the two versions, and a
 // resource that lost goes through the single-write path, as does a
 // SearchParameter (it changes the registry) and a second occurrence of an
-// id in the batch (so that the last one wins). The error is a store failure
+// id in the batch (so that the last one wins), and a resource whose
+// write has companions (Keeper: a record of a KAP client with an index),
+// which must commit in one unit with them. The error is a store failure
 // for the whole batch.
 func (s *Service) Import(ctx context.Context, batch []*fhir.Resource) ([]ImportResult, error) {
 	results := make([]ImportResult, len(batch))
@@ -64,6 +66,11 @@ func (s *Service) Import(ctx context.Context, batch []*fhir.Resource) ([]ImportR
 		recs = append(recs, rec)
 		at = append(at, i)
 	}
+	recs, at, kept, err := s.keptApart(ctx, prev, recs, at)
+	if err != nil {
+		return nil, err
+	}
+	single = append(single, kept...)
 	errs, err := s.store.CommitMany(ctx, recs)
 	if err != nil {
 		return nil, err
@@ -83,4 +90,33 @@ func (s *Service) Import(ctx context.Context, batch []*fhir.Resource) ([]ImportR
 		results[i] = ImportResult{Outcome: out, Err: err}
 	}
 	return results, nil
+}
+
+// keptApart takes out of recs (the batch's versions, of the inputs at) those
+// with companions to keep: they go through the single-write path, which
+// commits each with its companions. One read by _id per distinct key the
+// batch's changes name (none when they name none).
+func (s *Service) keptApart(ctx context.Context, prev map[string]*store.Record, recs []*store.Record, at []int) ([]*store.Record, []int, []int, error) {
+	changes := make([]Change, len(recs))
+	for j, r := range recs {
+		changes[j] = Change{prev[store.Key(r.Type, r.ID)], r}
+	}
+	keys := s.keys(changes)
+	if len(keys) == 0 {
+		return recs, at, nil, nil
+	}
+	cur, err := s.store.CurrentMany(ctx, keys)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var keepRecs []*store.Record
+	var keepAt, apart []int
+	for j, c := range changes {
+		if slices.ContainsFunc(s.keeper.Keys(c), func(k string) bool { return cur[k] != nil && !cur[k].Deleted }) {
+			apart = append(apart, at[j])
+			continue
+		}
+		keepRecs, keepAt = append(keepRecs, recs[j]), append(keepAt, at[j])
+	}
+	return keepRecs, keepAt, apart, nil
 }

@@ -25,6 +25,8 @@ type Service struct {
 	reg   *fhir.Registry // the search parameters; custom ones change with SearchParameter writes
 	now   func() time.Time
 	locks keyedMutex
+	// keeper, when set, adds its companions to every unit (WithKeeper).
+	keeper Keeper
 	// GuardWait bounds how long a conditional create waits for a competing
 	// creator with the same criteria to commit.
 	guardWait time.Duration
@@ -164,16 +166,9 @@ func (s *Service) write(ctx context.Context, typ, id string, res *fhir.Resource,
 		if done {
 			return &Outcome{Record: prev, NoOp: true}, nil
 		}
-		// An authenticated writer's Provenance commits with the version.
-		provs, err := s.provenance(ctx, []*store.Record{rec})
-		if err != nil {
-			return nil, err
-		}
-		if provs == nil {
-			err = s.store.Commit(ctx, rec)
-		} else {
-			err = s.store.CommitTxn(ctx, append([]*store.Record{rec}, provs...))
-		}
+		// An authenticated writer's Provenance and the keeper's companions
+		// commit with the version.
+		err = s.commitWith(ctx, []Change{{prev, rec}}, false)
 		if errors.Is(err, store.ErrVersionTaken) {
 			if ifMatch != nil {
 				return nil, fault.New(fault.PreconditionFailed, "", "%s/%s was changed by another writer; version %d is no longer current", typ, id, *ifMatch)

@@ -250,7 +250,7 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 	for _, k := range sorted {
 		defer s.locks.lock(k)()
 	}
-	var recs []*store.Record
+	var changes []Change
 	var written []int
 	for _, i := range todo {
 		op := ops[i]
@@ -290,14 +290,10 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 			continue
 		}
 		op.Outcome = &Outcome{Record: rec, Created: prev == nil || prev.Deleted}
-		recs = append(recs, rec)
+		changes = append(changes, Change{prev, rec})
 		written = append(written, i)
 	}
-	provs, err := s.provenance(ctx, recs)
-	if err != nil {
-		return err
-	}
-	if err := s.store.CommitTxn(ctx, append(recs, provs...)); err != nil {
+	if err := s.commitWith(ctx, changes, true); err != nil {
 		for _, i := range written {
 			ops[i].Outcome = nil
 		}
@@ -306,7 +302,9 @@ func (s *Service) Apply(ctx context.Context, ops []*Op) error {
 		}
 		return err
 	}
-	trace(ctx, recs...)
+	for _, c := range changes {
+		trace(ctx, c.Next)
+	}
 	for _, op := range ops {
 		op.guard = nil // committed: the guard stays with the resource
 	}

@@ -117,7 +117,7 @@ func BenchmarkLoad(b *testing.B) {
 					b.Fatal(err)
 				}
 				svc := kap.NewService(kap.Deps{
-					Resources: resource.New(st, reg, time.Now), Registry: reg, Mapper: mapper, Rules: rules,
+					Resources: resource.New(st, reg, time.Now).WithKeeper(kap.NewIndexKeeper(mapper)), Registry: reg, Mapper: mapper, Rules: rules,
 					Overrides: kap.NewOverrideCounter(prometheus.NewRegistry()), Now: time.Now, Cursors: search.NewCursors("bench"),
 				})
 				clinic := seed.Plan(seed.Options{Clients: n, Seed: 1, Now: now, Rules: rules})

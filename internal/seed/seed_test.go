@@ -31,7 +31,7 @@ func newService(t *testing.T, rules kap.Rules) (*kap.Service, *resource.Service)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := resource.New(st, reg, time.Now)
+	res := resource.New(st, reg, time.Now).WithKeeper(kap.NewIndexKeeper(mapper))
 	return kap.NewService(kap.Deps{
 		Resources: res, Registry: reg, Mapper: mapper, Rules: rules,
 		Overrides: kap.NewOverrideCounter(prometheus.NewRegistry()), Now: func() time.Time { return now }, Cursors: search.NewCursors("test"),

@@ -551,6 +551,25 @@ func TestRestartResumes(t *testing.T) {
 	}
 }
 
+// The KAP client index (List, code kap#client-records) is never sent, even
+// to an endpoint that takes Lists; another List is.
+func TestClientIndexNotSent(t *testing.T) {
+	caps := map[string][]string{"List": {"create", "update"}, "Patient": {}}
+	h := newHarness(t, caps, ehr.SendPolicy{Types: []string{"List"}})
+	h.put(patientC1)
+	h.put(`{"resourceType":"List","id":"c1-kap","status":"current","mode":"working",
+		"code":{"coding":[{"system":"` + h.mapper.KapSystem() + `","code":"` + mappings.ClientIndexCode + `"}]},"subject":{"reference":"Patient/c1"}}`)
+	h.put(`{"resourceType":"List","id":"l2","status":"current","mode":"working","subject":{"reference":"Patient/c1"}}`)
+	e := h.engine("a")
+	h.drain(e)
+	if h.remote("List", "List/c1-kap") != nil {
+		t.Error("the KAP client index was sent")
+	}
+	if h.remote("List", "List/l2") == nil {
+		t.Error("another List was not sent")
+	}
+}
+
 // Part 2 data goes only under a consent naming the recipient for
 // treatment; pulled data never goes back; KAPOnly keeps other data home.
 func TestPolicy(t *testing.T) {

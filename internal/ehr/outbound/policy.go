@@ -11,6 +11,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/ehr"
 	"github.com/kapfhir/kapfhir/internal/fault"
 	"github.com/kapfhir/kapfhir/internal/store"
+	"github.com/kapfhir/kapfhir/mappings"
 )
 
 // PulledTagSystem marks a resource pulled from an EHR: meta.tag with this
@@ -53,6 +54,11 @@ func (w *worker) decide(ctx context.Context, rec *store.Record) (plan, string, e
 	info, err := readInfo(rec.Raw)
 	if err != nil {
 		return plan{}, "unreadable", nil
+	}
+	if rec.Type == "List" && slices.Contains(info.Code.Coding, coding{w.e.mapper.KapSystem(), mappings.ClientIndexCode}) {
+		// The KAP client index is the server's bookkeeping (a new version
+		// with each record of the client), whatever the endpoint's types.
+		return plan{}, "the KAP client index is not sent", nil
 	}
 	if info.hasTag(PulledTagSystem, w.ep.Name) {
 		return plan{}, "pulled from this EHR", nil
@@ -98,6 +104,9 @@ type info struct {
 		Security []coding `json:"security"`
 		Tag      []coding `json:"tag"`
 	} `json:"meta"`
+	Code struct {
+		Coding []coding `json:"coding"`
+	} `json:"code"`
 	// tree is the whole resource, for the kap codings and references.
 	tree any
 }
