@@ -9,7 +9,7 @@ import (
 // Routine is the goroutine of one endpoint's worker in an engine that
 // starts and stops its workers as the endpoint definitions change (the
 // outbound engine, the inbound puller). Its fields are guarded by the
-// engine's mutex.
+// mutex of their Workers.
 type Routine struct {
 	stop   context.CancelFunc
 	exited chan struct{}

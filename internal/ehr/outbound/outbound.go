@@ -81,11 +81,7 @@ type Engine struct {
 	system  string // our identifier system
 	policy  *disclosure.Policy
 
-	reloading sync.Mutex // serialises Reload
-	mu        sync.Mutex // guards the fields below and the workers' start and stop
-	workers   []*worker  // the file's in its order, then the API's by name
-	run       context.Context
-	running   sync.WaitGroup // the worker goroutines started in Run
+	workers *ehr.Workers[*worker]
 }
 
 // New returns the engine of cfg's endpoints over st. reg is used to find a
@@ -137,14 +133,18 @@ func New(st *store.Store, reg *fhir.Registry, mapper *mappings.Mapper, cfg ehr.C
 	}
 	e := &Engine{st: st, mapper: mapper, metrics: m, log: log, o: o, system: "urn:kapfhir:" + o.Install,
 		policy: disclosure.New(st, reg, o.Now)}
+	var names []string
+	var file []*worker
 	for _, ep := range cfg.Endpoints {
 		ep.Source = ehr.SourceFile // whatever cfg says: these are fixed
 		c, err := o.Client(ep)
 		if err != nil {
 			return nil, err
 		}
-		e.workers = append(e.workers, &worker{e: e, ep: ep, client: c})
+		names = append(names, ep.Name)
+		file = append(file, &worker{e: e, ep: ep, client: c})
 	}
+	e.workers = ehr.NewWorkers(st, log, "EHR sync", names, file, e.newWorker)
 	return e, nil
 }
 
@@ -155,26 +155,7 @@ func (e *Engine) System() string { return e.system }
 // endpoints defined through the admin API every Reload, then gives up the
 // leases it holds so another instance takes over at once.
 func (e *Engine) Run(ctx context.Context) {
-	e.mu.Lock()
-	e.run = ctx
-	for _, w := range e.workers {
-		e.start(w)
-	}
-	e.mu.Unlock()
-	for {
-		if err := e.Reload(ctx); err != nil && ctx.Err() == nil {
-			e.log.Error("EHR sync: read the endpoint definitions", "error", err.Error())
-		}
-		// A real wait, not Options.Sleep: a test's clock or recorded
-		// waits are the workers'.
-		if ehr.Sleep(ctx, e.o.Reload) != nil {
-			break
-		}
-	}
-	e.mu.Lock()
-	e.run = nil // no more starts: the workers end with ctx
-	e.mu.Unlock()
-	e.running.Wait()
+	e.workers.Run(ctx, e.o.Reload)
 }
 
 // Step runs one round of every worker: take or renew the lease, read a
@@ -192,19 +173,12 @@ func (e *Engine) Step(ctx context.Context) (more bool, err error) {
 }
 
 // current is a snapshot of the workers.
-func (e *Engine) current() []*worker {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.workers
-}
+func (e *Engine) current() []*worker { return e.workers.Current() }
 
+// worker is the worker of the endpoint name; nil when there is none.
 func (e *Engine) worker(name string) *worker {
-	for _, w := range e.current() {
-		if w.ep.Name == name {
-			return w
-		}
-	}
-	return nil
+	w, _ := e.workers.Named(name)
+	return w
 }
 
 // errLostLease stops a worker whose lease another instance took over.
@@ -215,9 +189,7 @@ type worker struct {
 	e      *Engine
 	ep     ehr.Endpoint
 	client *http.Client
-	// def is the stored definition of an API endpoint (JSON), to tell a
-	// changed one; routine is its goroutine in Run (both guarded by
-	// Engine.mu).
+	// def and routine: see ehr.Worker.
 	def     string
 	routine ehr.Routine
 
@@ -230,8 +202,12 @@ type worker struct {
 	scope    *disclosure.Scope   // a batch's disclosure context (Consents read once per patient)
 }
 
-// run steps until ctx ends, without waiting while there is more to read.
-func (w *worker) run(ctx context.Context) {
+func (w *worker) Endpoint() *ehr.Endpoint { return &w.ep }
+func (w *worker) Def() string             { return w.def }
+func (w *worker) Routine() *ehr.Routine   { return &w.routine }
+
+// Run steps until ctx ends, without waiting while there is more to read.
+func (w *worker) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		more, err := w.step(ctx)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errLostLease) {
