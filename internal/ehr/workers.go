@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
@@ -88,7 +89,7 @@ func (ws *Workers[W]) Run(ctx context.Context, reload time.Duration) {
 		}
 		// A real wait, not the engine's injected one: a test's clock or
 		// recorded waits are the workers'.
-		if Sleep(ctx, reload) != nil {
+		if lease.Sleep(ctx, reload) != nil {
 			break
 		}
 	}

@@ -18,8 +18,6 @@ package inbound
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,25 +27,20 @@ import (
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/ehr"
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
-// Options tune the puller; zero values take the defaults.
+// Options tune the puller; zero values take the defaults (but Owner).
 type Options struct {
 	// Install is the outbound identifier system's name (urn:kapfhir:
 	// <Install>, default "kapfhir"): a resource carrying it is one we
 	// sent, not pulled.
-	Install string
-	// Owner names this instance in the leases (default: random).
-	Owner string
-	Lease time.Duration // how long a held endpoint stays held without progress (90 s)
-	Count int           // _count of each search page (100)
-	// Now and Sleep are the clock and the wait between rounds; tests
-	// inject them.
-	Now   func() time.Time
-	Sleep func(ctx context.Context, d time.Duration) error
+	Install      string
+	lease.Holder     // the pull leases; Sleep is the wait between rounds
+	Count        int // _count of each search page (100)
 	// Client builds an endpoint's HTTP client (default ehr.NewClient).
 	Client func(ehr.Endpoint) (*http.Client, error)
 	// Reload is how often Run reads the endpoints defined through the
@@ -78,22 +71,12 @@ func New(st *store.Store, svc *resource.Service, reg *fhir.Registry, cfg ehr.Con
 	if o.Install == "" {
 		o.Install = "kapfhir"
 	}
-	if o.Owner == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		o.Owner = hex.EncodeToString(b[:])
-	}
-	if o.Lease == 0 {
-		o.Lease = 90 * time.Second
+	var err error
+	if o.Holder, err = o.Holder.WithDefaults(); err != nil {
+		return nil, err
 	}
 	if o.Count == 0 {
 		o.Count = 100
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Sleep == nil {
-		o.Sleep = ehr.Sleep
 	}
 	if o.Client == nil {
 		o.Client = func(e ehr.Endpoint) (*http.Client, error) { return ehr.NewClient(e, ehr.ClientOptions{}) }

@@ -15,8 +15,6 @@ package outbound
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"log/slog"
@@ -28,32 +26,29 @@ import (
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/audit"
 	"github.com/kapfhir/kapfhir/internal/ehr"
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/store"
 	"github.com/kapfhir/kapfhir/mappings"
 )
 
-// Options tune the engine; zero values take the defaults.
+// Options tune the engine; zero values take the defaults (but Owner).
 type Options struct {
 	// Install names this installation in the identifier every resource
 	// sent carries, system "urn:kapfhir:<Install>", value "<Type>/<id>"
 	// (default "kapfhir"). Two clinics sending to one EHR need different
 	// names.
-	Install string
-	// Owner names this instance in the leases (default: random).
-	Owner string
-	Lease time.Duration // how long a held endpoint stays held without progress (90 s)
-	Poll  time.Duration // how often an idle worker reads the change log (2 s)
-	Batch int           // changes read at once (100)
+	Install      string
+	lease.Holder               // the endpoint leases; Sleep also waits out the backoff
+	Poll         time.Duration // how often an idle worker reads the change log (2 s)
+	Batch        int           // changes read at once (100)
 	// BackoffBase and BackoffMax bound the exponential backoff of a
 	// transient failure (1 s doubling up to 5 min, full jitter); GiveUp is
 	// how long one change may keep failing before it is dead-lettered
 	// (24 h).
 	BackoffBase, BackoffMax, GiveUp time.Duration
-	// Now, Sleep and Jitter (a number in [0, 1)) are the clock, the wait
-	// and the randomness of the backoff; tests inject them.
-	Now    func() time.Time
-	Sleep  func(ctx context.Context, d time.Duration) error
+	// Jitter (a number in [0, 1)) is the randomness of the backoff; tests
+	// inject it.
 	Jitter func() float64
 	// Client builds an endpoint's HTTP client (default ehr.NewClient).
 	Client func(ehr.Endpoint) (*http.Client, error)
@@ -90,13 +85,9 @@ func New(st *store.Store, reg *fhir.Registry, mapper *mappings.Mapper, cfg ehr.C
 	if o.Install == "" {
 		o.Install = "kapfhir"
 	}
-	if o.Owner == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		o.Owner = hex.EncodeToString(b[:])
-	}
-	if o.Lease == 0 {
-		o.Lease = 90 * time.Second
+	var err error
+	if o.Holder, err = o.Holder.WithDefaults(); err != nil {
+		return nil, err
 	}
 	if o.Poll == 0 {
 		o.Poll = 2 * time.Second
@@ -112,12 +103,6 @@ func New(st *store.Store, reg *fhir.Registry, mapper *mappings.Mapper, cfg ehr.C
 	}
 	if o.GiveUp == 0 {
 		o.GiveUp = 24 * time.Hour
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Sleep == nil {
-		o.Sleep = ehr.Sleep
 	}
 	if o.Jitter == nil {
 		o.Jitter = mathrand.Float64
