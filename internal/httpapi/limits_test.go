@@ -20,29 +20,6 @@ import (
 // all grants every interaction: these tests are about limits, not scopes.
 var all = []string{"system/*.cruds"}
 
-// raw sends a request without do's checks (a 503 is what some tests
-// expect) and returns the response with its body read.
-func raw(t *testing.T, method, u, body string, headers ...string) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res, string(b)
-}
-
 // outcomeCode is the first issue's code of an OperationOutcome.
 func outcomeCode(t *testing.T, r *response) string {
 	t.Helper()
