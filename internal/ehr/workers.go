@@ -32,9 +32,9 @@ type Workers[W Worker] struct {
 	log  *slog.Logger
 	what string          // the engine in log messages
 	file map[string]bool // the file's endpoint names, with a worker or not
-	// make is the worker of an API definition; false when it has nothing
-	// to run in this engine.
-	make func(StoredDef) (W, bool, error)
+	// build makes the worker of an API definition; false when it has
+	// nothing to run in this engine.
+	build func(StoredDef) (W, bool, error)
 
 	reloading sync.Mutex // serialises Reload
 	mu        sync.Mutex // guards the fields below and the workers' routines
@@ -45,10 +45,10 @@ type Workers[W Worker] struct {
 
 // NewWorkers returns the workers of an engine named what in the logs:
 // those of the file's endpoints (named fileNames, which win over API
-// definitions of their names) and, once Reload read them, those make
-// builds of the definitions in st.
-func NewWorkers[W Worker](st *store.Store, log *slog.Logger, what string, fileNames []string, fileWorkers []W, make func(StoredDef) (W, bool, error)) *Workers[W] {
-	ws := &Workers[W]{st: st, log: log, what: what, file: map[string]bool{}, make: make, workers: fileWorkers}
+// definitions of their names) and, once Reload read them, those build
+// makes of the definitions in st.
+func NewWorkers[W Worker](st *store.Store, log *slog.Logger, what string, fileNames []string, fileWorkers []W, build func(StoredDef) (W, bool, error)) *Workers[W] {
+	ws := &Workers[W]{st: st, log: log, what: what, file: map[string]bool{}, build: build, workers: fileWorkers}
 	for _, n := range fileNames {
 		ws.file[n] = true
 	}
@@ -129,7 +129,7 @@ func (ws *Workers[W]) Reload(ctx context.Context) error {
 			delete(old, d.Name)
 			continue
 		}
-		w, ok, err := ws.make(d)
+		w, ok, err := ws.build(d)
 		if err != nil {
 			ws.log.Error(ws.what+": endpoint definition", "endpoint", d.Name, "error", err.Error())
 			continue
