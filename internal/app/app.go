@@ -32,6 +32,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/embedded"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
 	"github.com/kapfhir/kapfhir/internal/kap"
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/reindex"
 	"github.com/kapfhir/kapfhir/internal/resource"
@@ -128,7 +129,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 	a.exports = bulkexport.New(st, o.Logger, bulkexport.Options{Retention: cfg.ExportRetention})
 	// The engine runs even without file endpoints: endpoints may be
 	// defined through the admin API at any time.
-	if a.sync, err = newSync(st, reg, ehrCfg, m, o.Logger, outbound.Options{Install: cfg.SyncInstall, Lease: cfg.SyncLease, Owner: owner(), Audit: a.audit}); err != nil {
+	if a.sync, err = newSync(st, reg, ehrCfg, m, o.Logger, outbound.Options{Install: cfg.SyncInstall, Holder: syncHolder(cfg), Audit: a.audit}); err != nil {
 		a.closeStore()
 		return nil, err
 	}
@@ -349,7 +350,7 @@ func newSync(st *store.Store, reg *fhir.Registry, cfg ehr.Config, m *metrics.Met
 // startPullAndNotify builds the inbound EHR pull (of the endpoints with
 // pull types, the file's and the admin API's) and the Subscription notifier (when enabled); both run in Serve.
 func (a *App) startPullAndNotify(st *store.Store, svc *resource.Service, reg *fhir.Registry, cfg ehr.Config, m *metrics.Metrics) error {
-	p, err := inbound.New(st, svc, reg, cfg, m, a.log, inbound.Options{Install: a.cfg.SyncInstall, Lease: a.cfg.SyncLease, Owner: owner()})
+	p, err := inbound.New(st, svc, reg, cfg, m, a.log, inbound.Options{Install: a.cfg.SyncInstall, Holder: syncHolder(a.cfg)})
 	if err != nil {
 		return fmt.Errorf("EHR pull: %w", err)
 	}
@@ -362,7 +363,9 @@ func (a *App) startPullAndNotify(st *store.Store, svc *resource.Service, reg *fh
 		if base == "" {
 			base = a.URL() + "/fhir"
 		}
-		a.notifier = subscription.New(st, svc, reg, m, a.log, subscription.Options{BaseURL: base, Owner: owner()})
+		if a.notifier, err = subscription.New(st, svc, reg, m, a.log, subscription.Options{BaseURL: base, Holder: lease.Holder{Owner: owner()}}); err != nil {
+			return fmt.Errorf("subscriptions: %w", err)
+		}
 	}
 	return nil
 }
@@ -385,6 +388,12 @@ func (a *App) recoverTxns(ctx context.Context) {
 }
 
 // owner names this instance in its transaction records (host and process).
+// syncHolder is the EHR sync's and pull's lease settings: this instance,
+// holding an endpoint for cfg.SyncLease.
+func syncHolder(cfg config.Config) lease.Holder {
+	return lease.Holder{Owner: owner(), Lease: cfg.SyncLease}
+}
+
 func owner() string {
 	host, _ := os.Hostname()
 	return host + "/" + strconv.Itoa(os.Getpid())

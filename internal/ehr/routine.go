@@ -3,13 +3,12 @@ package ehr
 import (
 	"context"
 	"sync"
-	"time"
 )
 
 // Routine is the goroutine of one endpoint's worker in an engine that
 // starts and stops its workers as the endpoint definitions change (the
 // outbound engine, the inbound puller). Its fields are guarded by the
-// engine's mutex.
+// mutex of their Workers.
 type Routine struct {
 	stop   context.CancelFunc
 	exited chan struct{}
@@ -41,17 +40,5 @@ func (r *Routine) Halt(mu *sync.Mutex) {
 	if stop != nil {
 		stop()
 		<-exited
-	}
-}
-
-// Sleep waits d, or less when ctx ends (its error then).
-func Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

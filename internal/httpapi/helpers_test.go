@@ -249,16 +249,30 @@ var validator = func() *jsonformat.Unmarshaller {
 // 5xx, and any FHIR body valid by an independent R4 implementation.
 func do(t *testing.T, base, method, path, body string, headers ...string) *response {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
+	if body != "" { // first: the caller's headers may replace it
+		headers = append([]string{"Content-Type", "application/fhir+json"}, headers...)
 	}
-	req, err := http.NewRequest(method, base+path, rd)
+	res, text := raw(t, method, base+path, body, headers...)
+	b := []byte(text)
+	r := &response{status: res.StatusCode, header: res.Header, body: b}
+	if r.status >= 500 {
+		t.Errorf("%s %s: status %d: %s", method, path, r.status, b)
+	}
+	if len(b) > 0 && strings.HasPrefix(res.Header.Get("Content-Type"), "application/fhir+json") {
+		if _, err := validator.Unmarshal(b); err != nil {
+			t.Errorf("%s %s returned a resource google/fhir rejects: %v\n%s", method, path, err, b)
+		}
+	}
+	return r
+}
+
+// raw sends a request without do's checks (a 503 is what some tests
+// expect) and returns the response with its body read.
+func raw(t *testing.T, method, u, body string, headers ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/fhir+json")
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
@@ -272,16 +286,7 @@ func do(t *testing.T, base, method, path, body string, headers ...string) *respo
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &response{status: res.StatusCode, header: res.Header, body: b}
-	if r.status >= 500 {
-		t.Errorf("%s %s: status %d: %s", method, path, r.status, b)
-	}
-	if len(b) > 0 && strings.HasPrefix(res.Header.Get("Content-Type"), "application/fhir+json") {
-		if _, err := validator.Unmarshal(b); err != nil {
-			t.Errorf("%s %s returned a resource google/fhir rejects: %v\n%s", method, path, err, b)
-		}
-	}
-	return r
+	return res, string(b)
 }
 
 func (e *env) do(method, path, body string, headers ...string) *response {

@@ -122,14 +122,26 @@ func (a *api) throttle(c *gin.Context) {
 		return
 	}
 	c.Request = c.Request.WithContext(context.WithValue(ctx, throttledKey{}, true))
-	if wait, ok := a.limiter.allow(clientKey(c)); !ok {
-		a.Metrics.Throttled()
-		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-		a.fail(c, fault.New(fault.TooManyRequests, "", "too many requests from this client; retry after the time in Retry-After"))
+	if !a.admit(c, clientKey(c)) {
 		c.Abort()
 		return
 	}
 	c.Next()
+}
+
+// admit takes a token from key's bucket; without one it answers 429 with
+// Retry-After and reports false. Without a rate limit it admits all.
+func (a *api) admit(c *gin.Context, key string) bool {
+	if a.limiter == nil {
+		return true
+	}
+	wait, ok := a.limiter.allow(key)
+	if !ok {
+		a.Metrics.Throttled()
+		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		a.fail(c, fault.New(fault.TooManyRequests, "", "too many requests from this client; retry after the time in Retry-After"))
+	}
+	return ok
 }
 
 // clientKey names the client a rate limit bucket belongs to: the
@@ -142,6 +154,12 @@ func clientKey(c *gin.Context) string {
 		}
 		return "client\x00" + p.Issuer + "\x00" + id
 	}
+	return addressKey(c)
+}
+
+// addressKey names the bucket of the remote address: unauthenticated
+// clients, and the requests whose credentials were refused.
+func addressKey(c *gin.Context) string {
 	return "ip\x00" + c.ClientIP()
 }
 

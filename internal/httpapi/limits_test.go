@@ -20,29 +20,6 @@ import (
 // all grants every interaction: these tests are about limits, not scopes.
 var all = []string{"system/*.cruds"}
 
-// raw sends a request without do's checks (a 503 is what some tests
-// expect) and returns the response with its body read.
-func raw(t *testing.T, method, u, body string, headers ...string) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res, string(b)
-}
-
 // outcomeCode is the first issue's code of an OperationOutcome.
 func outcomeCode(t *testing.T, r *response) string {
 	t.Helper()
@@ -202,6 +179,36 @@ func counterValue(t *testing.T, e *env, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// Refused credentials count against the remote address: a flood of bad
+// tokens is throttled like anonymous requests, while an authenticated
+// client from the same address keeps its own bucket.
+func TestRateLimitRefusedCredentials(t *testing.T) {
+	e := newEnvWith(t, func(c *httpapi.Config) {
+		c.RateLimit, c.RateBurst = 0.001, 2 // no refill within the test
+		c.Auth = tokens{"a": {Issuer: "https://idp", ClientID: "app-a", Scopes: all}}
+	})
+	bad := []string{"Authorization", "Bearer forged"}
+	for i, h := range [][]string{bad, nil} { // with a bad token, and with none
+		r := e.get("/fhir/Patient/none", h...)
+		if r.status != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") == "" {
+			t.Fatalf("refused request %d: %d %s", i, r.status, r.body)
+		}
+	}
+	r := e.get("/fhir/Patient/none", bad...)
+	if r.status != http.StatusTooManyRequests || outcomeCode(t, r) != "throttled" {
+		t.Fatalf("third refused request: %d %s", r.status, r.body)
+	}
+	if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
+		t.Errorf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	if r := e.get("/fhir/Patient/none", "Authorization", "Bearer a"); r.status != http.StatusNotFound {
+		t.Errorf("authenticated client from the same address: %d %s", r.status, r.body)
+	}
+	if n := counterValue(t, e, "kapfhir_http_throttled_total"); n != 1 {
+		t.Errorf("kapfhir_http_throttled_total %v, want 1", n)
+	}
 }
 
 // Unauthenticated clients are told apart by their address.

@@ -88,7 +88,8 @@ var anonymous = &auth.Principal{Anonymous: true}
 // realm names the protection space in WWW-Authenticate challenges.
 const realm = "kapfhir"
 
-// authenticate puts the request's principal in its context, or answers 401.
+// authenticate puts the request's principal in its context, or answers 401
+// (429 once the remote address has used its rate limit).
 // The entries of a batch or transaction are served with the bundle's
 // request context, so they act for the same principal.
 func (a *api) authenticate(c *gin.Context) {
@@ -100,11 +101,16 @@ func (a *api) authenticate(c *gin.Context) {
 	if a.Auth != nil {
 		var err error
 		if p, err = a.Auth.Authenticate(c.Request); err != nil {
+			c.Abort()
 			if fault.Is(err, fault.Unauthorized) {
+				// Refused credentials count against the address, as no
+				// credentials would: a flood of bad tokens is throttled too.
+				if !a.admit(c, addressKey(c)) {
+					return
+				}
 				c.Header("WWW-Authenticate", auth.Challenge(realm, err))
 			}
 			a.fail(c, err)
-			c.Abort()
 			return
 		}
 	}

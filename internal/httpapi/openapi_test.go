@@ -261,3 +261,41 @@ func TestOpenAPIPath(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPIAuthResponses checks that every operation of the routes table
+// lists the refusals the route group can answer with, as the shared
+// components: 429 on all of them (the rate limit), 401 and 403 on those
+// that need a token, and neither of these on the public ones.
+func TestOpenAPIAuthResponses(t *testing.T) {
+	doc := loadOpenAPI(t)
+	documented := specRoutes(doc)
+	for _, rt := range routes {
+		key := rt.method + " " + openAPIPath(rt.path)
+		op, ok := documented[key]
+		if !ok {
+			continue // TestOpenAPIRoutesTable reports it
+		}
+		rule, err := parseScopeRule(rt.scope)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		want := map[string]string{"429": "TooManyRequests"}
+		if !rule.public {
+			want["401"], want["403"] = "Unauthorized", "Forbidden"
+		}
+		for _, code := range []string{"401", "403", "429"} {
+			got := op.Responses.Value(code)
+			switch {
+			case want[code] == "" && got != nil:
+				t.Errorf("%s (public) lists %s", key, code)
+			case want[code] != "" && got == nil:
+				t.Errorf("%s does not list %s", key, code)
+			case got != nil && got.Ref != "#/components/responses/"+want[code]:
+				t.Errorf("%s: %s is %q, want the %s component", key, code, got.Ref, want[code])
+			}
+		}
+	}
+	if h := doc.Components.Responses["TooManyRequests"].Value.Headers["Retry-After"]; h == nil {
+		t.Error("the TooManyRequests response has no Retry-After header")
+	}
+}

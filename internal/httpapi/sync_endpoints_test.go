@@ -20,6 +20,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/ehr/inbound"
 	"github.com/kapfhir/kapfhir/internal/ehr/outbound"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/storetest"
@@ -109,7 +110,7 @@ func TestSyncEndpointsAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := outbound.New(st, reg, mp, cfg, m, logger, outbound.Options{Poll: 20 * time.Millisecond, Reload: time.Second})
+	eng, err := outbound.New(st, reg, mp, cfg, m, logger, outbound.Options{Holder: lease.Holder{Owner: "test"}, Poll: 20 * time.Millisecond, Reload: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func TestSyncEndpointsAPI(t *testing.T) {
 	svc := resource.New(st, reg, time.Now)
 	// The puller's periodic reload never comes in the test: the PUT
 	// reloads it.
-	pull, err := inbound.New(st, svc, reg, cfg, m, logger, inbound.Options{Reload: time.Hour})
+	pull, err := inbound.New(st, svc, reg, cfg, m, logger, inbound.Options{Holder: lease.Holder{Owner: "test"}, Reload: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/ehr"
 	"github.com/kapfhir/kapfhir/internal/ehr/outbound"
 	"github.com/kapfhir/kapfhir/internal/httpapi"
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/store"
 	"github.com/kapfhir/kapfhir/internal/storetest"
@@ -43,7 +44,7 @@ func TestSyncAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	eng, err := outbound.New(st, fhir.NewRegistry(), mp, cfg, m, logger, outbound.Options{})
+	eng, err := outbound.New(st, fhir.NewRegistry(), mp, cfg, m, logger, outbound.Options{Holder: lease.Holder{Owner: "test"}})
 	if err != nil {
 		t.Fatal(err)
 	}

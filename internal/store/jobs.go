@@ -198,11 +198,6 @@ func (s *Store) SetIndex(ctx context.Context, r *Record, ix *Index) (bool, error
 	if len(unset) > 0 {
 		update = append(update, bson.E{Key: "$unset", Value: unset})
 	}
-	ctx, cancel := s.op(ctx)
-	defer cancel()
-	res, err := s.resources.UpdateOne(ctx, bson.D{{Key: "_id", Value: Key(r.Type, r.ID)}, {Key: "vid", Value: r.VersionID}}, update)
-	if err != nil {
-		return false, storeErr(err, "update index")
-	}
-	return res.MatchedCount == 1, nil
+	ok, err := s.updateVersion(ctx, Key(r.Type, r.ID), r.VersionID, update)
+	return ok, storeErr(err, "update index")
 }

@@ -120,7 +120,7 @@ type Store struct {
 	txnHook     func(string) error
 	txnCache    txnCache
 	embedded    bool       // FerretDB: only an exact _id filter avoids a collection scan
-	projectMu   sync.Mutex // embedded: see updateCurrent
+	projectMu   sync.Mutex // embedded: see updateVersion
 }
 
 // Open connects, checks the server answers and creates the indexes.
@@ -395,7 +395,7 @@ func (s *Store) Commit(ctx context.Context, r *Record) error {
 // version is r.VersionID-1 or already r (a loser rolling a winner forward
 // races the winner itself), so an insert, or an update conditioned on the
 // previous version, is enough. Both address the document by _id (on
-// FerretDB see updateCurrent); an upsert would scan.
+// FerretDB see updateVersion); an upsert would scan.
 func (s *Store) project(ctx context.Context, r *Record) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
@@ -411,37 +411,50 @@ func (s *Store) project(ctx context.Context, r *Record) error {
 }
 
 // updateCurrent makes r current over its previous version (the
-// ProjectionUpdate); nothing when that is not the current one. FerretDB
-// decodes the whole collection for any filter but {_id} alone (measured:
-// the {_id, vid} update cost as much as a search), so on the embedded
-// store the version is checked by a read by _id and the update addressed
-// by _id alone, both under projectMu: the embedded store has one process,
-// whose updates of current versions all pass here.
+// ProjectionUpdate); nothing when that is not the current one.
 func (s *Store) updateCurrent(ctx context.Context, r *Record) error {
-	filter, update, err := ProjectionUpdate(r)
+	_, update, err := ProjectionUpdate(r)
 	if err != nil {
 		return err
 	}
+	_, err = s.updateVersion(ctx, Key(r.Type, r.ID), r.VersionID-1, update)
+	return err
+}
+
+// updateVersion applies update to the current document of key when its
+// version is vid, and reports whether it matched. FerretDB decodes the
+// whole collection for any filter but {_id} alone (measured: the {_id,
+// vid} update cost as much as a search), so on the embedded store the version is checked by a read by _id and the
+// update addressed by _id alone, both under projectMu: the embedded store
+// has one process, whose updates of current versions all pass here.
+func (s *Store) updateVersion(ctx context.Context, key string, vid int64, update bson.D) (bool, error) {
+	byID := bson.D{{Key: "_id", Value: key}}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	if !s.embedded {
-		_, err = s.resources.UpdateOne(ctx, filter, update)
-		return err
+		res, err := s.resources.UpdateOne(ctx, append(byID, bson.E{Key: "vid", Value: vid}), update)
+		if err != nil {
+			return false, err
+		}
+		return res.MatchedCount == 1, nil
 	}
 	s.projectMu.Lock()
 	defer s.projectMu.Unlock()
 	var cur struct {
 		VersionID int64 `bson:"vid"`
 	}
-	err = s.resources.FindOne(ctx, filter[:1]).Decode(&cur)
-	if errors.Is(err, mongo.ErrNoDocuments) || err == nil && cur.VersionID != r.VersionID-1 {
-		return nil
+	err := s.resources.FindOne(ctx, byID).Decode(&cur)
+	if errors.Is(err, mongo.ErrNoDocuments) || err == nil && cur.VersionID != vid {
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	_, err = s.resources.UpdateOne(ctx, filter[:1], update)
-	return err
+	res, err := s.resources.UpdateOne(ctx, byID, update)
+	if err != nil {
+		return false, err
+	}
+	return res.MatchedCount == 1, nil
 }
 
 // current is a resources document: the version and its search index.

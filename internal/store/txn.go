@@ -358,7 +358,7 @@ func (s *Store) projectAll(ctx context.Context, recs []*Record) error {
 			case r.VersionID == 1:
 				models = append(models, mongo.NewInsertOneModel().SetDocument(CurrentDocument(r)))
 			case s.embedded:
-				updates = append(updates, r) // see updateCurrent
+				updates = append(updates, r) // see updateVersion
 			default:
 				filter, update, err := ProjectionUpdate(r)
 				if err != nil {

@@ -15,8 +15,6 @@ package subscription
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +30,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/audit"
 	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/search"
@@ -41,23 +40,20 @@ import (
 // WorkerID is the store.WorkerState id of the notifier.
 const WorkerID = "subscriptions"
 
-// Options tune the notifier; zero values take the defaults.
+// Options tune the notifier; zero values take the defaults (but Owner).
 type Options struct {
 	// BaseURL is the FHIR base of this server, for the fullUrl of id-only
 	// notifications.
-	BaseURL string
-	Owner   string        // this instance in the lease (default: random)
-	Lease   time.Duration // 90 s
-	Poll    time.Duration // how often an idle notifier reads the change log (2 s)
-	Batch   int           // changes read at once (100)
+	BaseURL      string
+	lease.Holder               // the notifier's lease; Sleep also waits out the backoff
+	Poll         time.Duration // how often an idle notifier reads the change log (2 s)
+	Batch        int           // changes read at once (100)
 	// MaxAttempts is how many times one notification is tried before the
 	// Subscription is put in error (5); the waits between them are full
 	// jitter over BackoffBase·2^(n-1) (1 s), capped at BackoffMax (1 min).
 	MaxAttempts             int
 	BackoffBase, BackoffMax time.Duration
-	// Now, Sleep and Jitter (in [0, 1)) are injectable for tests.
-	Now    func() time.Time
-	Sleep  func(ctx context.Context, d time.Duration) error
+	// Jitter (in [0, 1)) is injectable for tests.
 	Jitter func() float64
 	// HTTP sends the notifications (default: a client with a 10 s timeout
 	// that follows no redirects).
@@ -77,14 +73,10 @@ type Notifier struct {
 
 // New returns the notifier over st; Subscription status changes go
 // through svc.
-func New(st *store.Store, svc *resource.Service, reg *fhir.Registry, m *metrics.Metrics, log *slog.Logger, o Options) *Notifier {
-	if o.Owner == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		o.Owner = hex.EncodeToString(b[:])
-	}
-	if o.Lease == 0 {
-		o.Lease = 90 * time.Second
+func New(st *store.Store, svc *resource.Service, reg *fhir.Registry, m *metrics.Metrics, log *slog.Logger, o Options) (*Notifier, error) {
+	var err error
+	if o.Holder, err = o.Holder.WithDefaults(); err != nil {
+		return nil, err
 	}
 	if o.Poll == 0 {
 		o.Poll = 2 * time.Second
@@ -101,19 +93,13 @@ func New(st *store.Store, svc *resource.Service, reg *fhir.Registry, m *metrics.
 	if o.BackoffMax == 0 {
 		o.BackoffMax = time.Minute
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Sleep == nil {
-		o.Sleep = sleep
-	}
 	if o.Jitter == nil {
 		o.Jitter = mathrand.Float64
 	}
 	if o.HTTP == nil {
 		o.HTTP = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	return &Notifier{st: st, svc: svc, reg: reg, metrics: m, log: log, o: o}
+	return &Notifier{st: st, svc: svc, reg: reg, metrics: m, log: log, o: o}, nil
 }
 
 // Run steps until ctx ends, then releases the lease.
@@ -376,15 +362,4 @@ func (n *Notifier) post(ctx context.Context, spec *resource.SubscriptionSpec, bo
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/storetest"
@@ -74,9 +75,13 @@ func newHarness(t *testing.T) *harness {
 	st, _ := storetest.Open(t, nil)
 	reg := fhir.NewRegistry()
 	h := &harness{t: t, svc: resource.New(st, reg, time.Now)}
-	h.n = subscription.New(st, h.svc, reg, metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)),
-		subscription.Options{BaseURL: "https://fhir.example/fhir", Owner: "a", MaxAttempts: 3, Jitter: func() float64 { return 0.5 },
-			Sleep: func(_ context.Context, d time.Duration) error { h.sleeps = append(h.sleeps, d); return nil }})
+	n, err := subscription.New(st, h.svc, reg, metrics.New(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)),
+		subscription.Options{BaseURL: "https://fhir.example/fhir", MaxAttempts: 3, Jitter: func() float64 { return 0.5 },
+			Holder: lease.Holder{Owner: "a", Sleep: func(_ context.Context, d time.Duration) error { h.sleeps = append(h.sleeps, d); return nil }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.n = n
 	return h
 }
 

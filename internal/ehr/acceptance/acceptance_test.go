@@ -28,6 +28,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/ehr/ehrtest"
 	"github.com/kapfhir/kapfhir/internal/ehr/faultproxy"
 	"github.com/kapfhir/kapfhir/internal/ehr/outbound"
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -142,22 +143,16 @@ func (e *env) ehrPatient(token string) string {
 // instance started after a dead one's lease expired).
 func (e *env) engine(owner string, now time.Duration, tweak ...func(*outbound.Options)) *outbound.Engine {
 	e.t.Helper()
-	o := outbound.Options{Install: install, Owner: owner, Poll: 20 * time.Millisecond, Lease: time.Minute,
-		Now:    func() time.Time { return time.Now().Add(now) },
+	o := outbound.Options{Install: install, Poll: 20 * time.Millisecond,
 		Jitter: func() float64 { return 0.5 },
-		Sleep: func(ctx context.Context, d time.Duration) error {
-			e.mu.Lock()
-			e.waits = append(e.waits, d)
-			e.mu.Unlock()
-			t := time.NewTimer(min(d, time.Millisecond))
-			defer t.Stop()
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-t.C:
-				return nil
-			}
-		}}
+		Holder: lease.Holder{Owner: owner, Lease: time.Minute,
+			Now: func() time.Time { return time.Now().Add(now) },
+			Sleep: func(ctx context.Context, d time.Duration) error {
+				e.mu.Lock()
+				e.waits = append(e.waits, d)
+				e.mu.Unlock()
+				return lease.Sleep(ctx, min(d, time.Millisecond))
+			}}}
 	for _, f := range tweak {
 		f(&o)
 	}

@@ -18,8 +18,6 @@ package inbound
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,25 +27,20 @@ import (
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/ehr"
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/store"
 )
 
-// Options tune the puller; zero values take the defaults.
+// Options tune the puller; zero values take the defaults (but Owner).
 type Options struct {
 	// Install is the outbound identifier system's name (urn:kapfhir:
 	// <Install>, default "kapfhir"): a resource carrying it is one we
 	// sent, not pulled.
-	Install string
-	// Owner names this instance in the leases (default: random).
-	Owner string
-	Lease time.Duration // how long a held endpoint stays held without progress (90 s)
-	Count int           // _count of each search page (100)
-	// Now and Sleep are the clock and the wait between rounds; tests
-	// inject them.
-	Now   func() time.Time
-	Sleep func(ctx context.Context, d time.Duration) error
+	Install      string
+	lease.Holder     // the pull leases; Sleep is the wait between rounds
+	Count        int // _count of each search page (100)
 	// Client builds an endpoint's HTTP client (default ehr.NewClient).
 	Client func(ehr.Endpoint) (*http.Client, error)
 	// Reload is how often Run reads the endpoints defined through the
@@ -68,14 +61,8 @@ type Puller struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	o       Options
-	ours    string          // the outbound identifier system
-	file    map[string]bool // the file's endpoint names, pulled or not
-
-	reloading sync.Mutex // serialises Reload
-	mu        sync.Mutex // guards the fields below and the workers' start and stop
-	workers   []*worker  // the file's in its order, then the API's by name
-	run       context.Context
-	running   sync.WaitGroup // the worker goroutines started in Run
+	ours    string // the outbound identifier system
+	workers *ehr.Workers[*worker]
 }
 
 // New returns the puller of cfg's endpoints that list pull types; writes
@@ -84,22 +71,12 @@ func New(st *store.Store, svc *resource.Service, reg *fhir.Registry, cfg ehr.Con
 	if o.Install == "" {
 		o.Install = "kapfhir"
 	}
-	if o.Owner == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		o.Owner = hex.EncodeToString(b[:])
-	}
-	if o.Lease == 0 {
-		o.Lease = 90 * time.Second
+	var err error
+	if o.Holder, err = o.Holder.WithDefaults(); err != nil {
+		return nil, err
 	}
 	if o.Count == 0 {
 		o.Count = 100
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Sleep == nil {
-		o.Sleep = ehr.Sleep
 	}
 	if o.Client == nil {
 		o.Client = func(e ehr.Endpoint) (*http.Client, error) { return ehr.NewClient(e, ehr.ClientOptions{}) }
@@ -110,10 +87,12 @@ func New(st *store.Store, svc *resource.Service, reg *fhir.Registry, cfg ehr.Con
 	if o.Sources.LookupEnv == nil {
 		o.Sources = ehr.DefaultSources()
 	}
-	p := &Puller{st: st, svc: svc, reg: reg, metrics: m, log: log, o: o, ours: "urn:kapfhir:" + o.Install, file: map[string]bool{}}
+	p := &Puller{st: st, svc: svc, reg: reg, metrics: m, log: log, o: o, ours: "urn:kapfhir:" + o.Install}
+	var names []string // pulled or not: the file wins on a name
+	var file []*worker
 	for _, ep := range cfg.Endpoints {
 		ep.Source = ehr.SourceFile // whatever cfg says: these are fixed
-		p.file[ep.Name] = true
+		names = append(names, ep.Name)
 		if len(ep.Pull.Types) == 0 {
 			continue
 		}
@@ -121,8 +100,9 @@ func New(st *store.Store, svc *resource.Service, reg *fhir.Registry, cfg ehr.Con
 		if err != nil {
 			return nil, err
 		}
-		p.workers = append(p.workers, &worker{p: p, ep: ep, client: c})
+		file = append(file, &worker{p: p, ep: ep, client: c})
 	}
+	p.workers = ehr.NewWorkers(st, log, "EHR pull", names, file, p.newWorker)
 	return p, nil
 }
 
@@ -133,110 +113,29 @@ func (p *Puller) Endpoints() int { return len(p.current()) }
 // pull.every, re-reading the endpoints defined through the admin API
 // every Reload, then gives up the leases it holds.
 func (p *Puller) Run(ctx context.Context) {
-	p.mu.Lock()
-	p.run = ctx
-	for _, w := range p.workers {
-		p.start(w)
-	}
-	p.mu.Unlock()
-	for {
-		if err := p.Reload(ctx); err != nil && ctx.Err() == nil {
-			p.log.Error("EHR pull: read the endpoint definitions", "error", err.Error())
-		}
-		// A real wait, not Options.Sleep: a test's clock is the workers'.
-		if ehr.Sleep(ctx, p.o.Reload) != nil {
-			break
-		}
-	}
-	p.mu.Lock()
-	p.run = nil // no more starts: the workers end with ctx
-	p.mu.Unlock()
-	p.running.Wait()
+	p.workers.Run(ctx, p.o.Reload)
 }
 
 // Reload reads the endpoint definitions of the store and makes the API
-// endpoints' workers match, as outbound.Engine.Reload does: a new
-// definition with pull types gets a worker, a changed one a new worker
-// after the old one stopped (and gave its lease up), a removed one's
-// worker stops. The cursors stay, so a definition put back resumes.
-func (p *Puller) Reload(ctx context.Context) error {
-	p.reloading.Lock()
-	defer p.reloading.Unlock()
-	defs, err := ehr.StoredDefs(ctx, p.st, func(name string) bool { return p.file[name] }, p.log)
-	if err != nil {
-		return err
-	}
-	old := map[string]*worker{}
-	var keep []*worker
-	for _, w := range p.current() {
-		if w.ep.Source == ehr.SourceFile {
-			keep = append(keep, w)
-		} else {
-			old[w.ep.Name] = w
-		}
-	}
-	var started []*worker
-	for _, d := range defs {
-		if w := old[d.Name]; w != nil && w.def == d.Def {
-			keep = append(keep, w)
-			delete(old, d.Name)
-			continue
-		}
-		w, err := p.newWorker(d)
-		if err != nil {
-			p.log.Error("EHR pull: endpoint definition", "endpoint", d.Name, "error", err.Error())
-			continue
-		}
-		if w != nil {
-			keep = append(keep, w)
-			started = append(started, w)
-		}
-	}
-	// Stopped before the new worker of its name starts.
-	for _, w := range old {
-		p.halt(w)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.workers = keep
-	if p.run != nil {
-		for _, w := range started {
-			p.start(w)
-		}
-	}
-	return nil
-}
+// endpoints' workers match (ehr.Workers.Reload); a definition without
+// pull types gets none.
+func (p *Puller) Reload(ctx context.Context) error { return p.workers.Reload(ctx) }
 
-// newWorker is the worker of an API definition; nil when it pulls nothing.
-func (p *Puller) newWorker(d ehr.StoredDef) (*worker, error) {
+// newWorker is the worker of an API definition; false when it pulls nothing.
+func (p *Puller) newWorker(d ehr.StoredDef) (*worker, bool, error) {
 	ep, err := d.Parse(p.o.Sources)
 	if err != nil || len(ep.Pull.Types) == 0 {
-		return nil, err
+		return nil, false, err
 	}
 	c, err := p.o.Client(ep)
 	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+		return nil, false, fmt.Errorf("client: %w", err)
 	}
-	return &worker{p: p, ep: ep, client: c, def: d.Def}, nil
-}
-
-// start runs w in Run's context; p.mu is held and p.run set.
-func (p *Puller) start(w *worker) {
-	w.routine.Start(p.run, &p.running, w.run)
-}
-
-// halt stops w's goroutine, if it runs, and waits until it has given its
-// lease up.
-func (p *Puller) halt(w *worker) {
-	w.routine.Halt(&p.mu)
+	return &worker{p: p, ep: ep, client: c, def: d.Def}, true, nil
 }
 
 // current is a snapshot of the workers.
-func (p *Puller) current() []*worker {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.workers
-}
+func (p *Puller) current() []*worker { return p.workers.Current() }
 
 // Step runs one round of every worker: take the lease and pull every type
 // until the EHR has nothing newer. Tests drive the puller with it.
@@ -260,9 +159,7 @@ type worker struct {
 	p      *Puller
 	ep     ehr.Endpoint
 	client *http.Client
-	// def is the stored definition of an API endpoint (JSON), to tell a
-	// changed one; routine is its goroutine in Run (both guarded by
-	// Puller.mu).
+	// def and routine: see ehr.Worker.
 	def     string
 	routine ehr.Routine
 
@@ -270,7 +167,12 @@ type worker struct {
 	state    *store.WorkerState // as held; nil when not held
 }
 
-func (w *worker) run(ctx context.Context) {
+func (w *worker) Endpoint() *ehr.Endpoint { return &w.ep }
+func (w *worker) Def() string             { return w.def }
+func (w *worker) Routine() *ehr.Routine   { return &w.routine }
+
+// Run pulls every pull.every until ctx ends, then gives the lease up.
+func (w *worker) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if err := w.step(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, errLostLease) {
 			w.p.log.Error("EHR pull", "endpoint", w.ep.Name, "error", err.Error())

@@ -20,6 +20,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/ehr/inbound"
 	"github.com/kapfhir/kapfhir/internal/ehr/outbound"
 	"github.com/kapfhir/kapfhir/internal/fault"
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -80,7 +81,7 @@ func newHarness(t *testing.T, o ehrtest.Options, types ...string) *harness {
 func (h *harness) puller(owner string) *inbound.Puller {
 	h.t.Helper()
 	p, err := inbound.New(h.st, h.svc, h.reg, ehr.Config{Endpoints: []ehr.Endpoint{h.ep}}, h.m,
-		slog.New(slog.NewTextHandler(io.Discard, nil)), inbound.Options{Install: "test-clinic", Owner: owner, Count: 2,
+		slog.New(slog.NewTextHandler(io.Discard, nil)), inbound.Options{Install: "test-clinic", Holder: lease.Holder{Owner: owner}, Count: 2,
 			Client: func(ehr.Endpoint) (*http.Client, error) { return &http.Client{Transport: h.calls}, nil }})
 	if err != nil {
 		h.t.Fatal(err)
@@ -291,7 +292,7 @@ func TestPulledNotEchoed(t *testing.T) {
 	ep := h.ep
 	ep.Send = ehr.SendPolicy{Types: []string{"Patient", "Condition"}, Part2: ehr.Part2Never}
 	e, err := outbound.New(h.st, h.reg, mp, ehr.Config{Endpoints: []ehr.Endpoint{ep}}, h.m,
-		slog.New(slog.NewTextHandler(io.Discard, nil)), outbound.Options{Install: "test-clinic", Owner: "a"})
+		slog.New(slog.NewTextHandler(io.Discard, nil)), outbound.Options{Install: "test-clinic", Holder: lease.Holder{Owner: "a"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,85 +85,18 @@ func definitionError(err error) error {
 }
 
 // Reload reads the endpoint definitions of the store and makes the API
-// endpoints' workers match: a new definition gets a worker, a changed one
-// a new worker after the old one stopped, a removed one's worker stops.
-// A definition this instance cannot resolve (an environment variable it
-// lacks) is logged and not run. A definition named like a file endpoint is
-// ignored: the file wins.
-func (e *Engine) Reload(ctx context.Context) error {
-	e.reloading.Lock()
-	defer e.reloading.Unlock()
-	fileHas := func(name string) bool {
-		w := e.worker(name)
-		return w != nil && w.ep.Source == ehr.SourceFile
-	}
-	defs, err := ehr.StoredDefs(ctx, e.st, fileHas, e.log)
-	if err != nil {
-		return err
-	}
-	old := map[string]*worker{}
-	var keep []*worker
-	for _, w := range e.current() {
-		if w.ep.Source == ehr.SourceFile {
-			keep = append(keep, w)
-		} else {
-			old[w.ep.Name] = w
-		}
-	}
-	fileCount := len(keep)
-	var started []*worker
-	for _, d := range defs {
-		if w := old[d.Name]; w != nil && w.def == d.Def {
-			keep = append(keep, w)
-			delete(old, d.Name)
-			continue
-		}
-		w, err := e.newWorker(d)
-		if err != nil {
-			e.log.Error("EHR sync: endpoint definition", "endpoint", d.Name, "error", err.Error())
-			continue
-		}
-		keep = append(keep, w)
-		started = append(started, w)
-	}
-	// What is left in old was removed or replaced: stopped before the
-	// new worker of its name starts (one worker per name and instance).
-	for _, w := range old {
-		e.halt(w)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.workers = keep
-	if e.run != nil {
-		for _, w := range started {
-			e.start(w)
-		}
-	}
-	if n := len(keep) - fileCount; n > 0 || len(started) > 0 {
-		e.log.Debug("EHR sync: endpoints reloaded", "file", fileCount, "api", n)
-	}
-	return nil
-}
+// endpoints' workers match (ehr.Workers.Reload).
+func (e *Engine) Reload(ctx context.Context) error { return e.workers.Reload(ctx) }
 
-func (e *Engine) newWorker(d ehr.StoredDef) (*worker, error) {
+// newWorker is the worker of an API definition.
+func (e *Engine) newWorker(d ehr.StoredDef) (*worker, bool, error) {
 	ep, err := d.Parse(e.o.Sources)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	c, err := e.o.Client(ep)
 	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+		return nil, false, fmt.Errorf("client: %w", err)
 	}
-	return &worker{e: e, ep: ep, client: c, def: d.Def}, nil
-}
-
-// start runs w in Run's context; e.mu is held and e.run set.
-func (e *Engine) start(w *worker) {
-	w.routine.Start(e.run, &e.running, w.run)
-}
-
-// halt stops w's goroutine, if it runs, and waits until it has given its
-// lease up.
-func (e *Engine) halt(w *worker) {
-	w.routine.Halt(&e.mu)
+	return &worker{e: e, ep: ep, client: c, def: d.Def}, true, nil
 }

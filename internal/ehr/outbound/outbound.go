@@ -15,8 +15,6 @@ package outbound
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"github.com/kapfhir/kapfhir/internal/disclosure"
 	"log/slog"
@@ -28,32 +26,29 @@ import (
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/audit"
 	"github.com/kapfhir/kapfhir/internal/ehr"
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/store"
 	"github.com/kapfhir/kapfhir/mappings"
 )
 
-// Options tune the engine; zero values take the defaults.
+// Options tune the engine; zero values take the defaults (but Owner).
 type Options struct {
 	// Install names this installation in the identifier every resource
 	// sent carries, system "urn:kapfhir:<Install>", value "<Type>/<id>"
 	// (default "kapfhir"). Two clinics sending to one EHR need different
 	// names.
-	Install string
-	// Owner names this instance in the leases (default: random).
-	Owner string
-	Lease time.Duration // how long a held endpoint stays held without progress (90 s)
-	Poll  time.Duration // how often an idle worker reads the change log (2 s)
-	Batch int           // changes read at once (100)
+	Install      string
+	lease.Holder               // the endpoint leases; Sleep also waits out the backoff
+	Poll         time.Duration // how often an idle worker reads the change log (2 s)
+	Batch        int           // changes read at once (100)
 	// BackoffBase and BackoffMax bound the exponential backoff of a
 	// transient failure (1 s doubling up to 5 min, full jitter); GiveUp is
 	// how long one change may keep failing before it is dead-lettered
 	// (24 h).
 	BackoffBase, BackoffMax, GiveUp time.Duration
-	// Now, Sleep and Jitter (a number in [0, 1)) are the clock, the wait
-	// and the randomness of the backoff; tests inject them.
-	Now    func() time.Time
-	Sleep  func(ctx context.Context, d time.Duration) error
+	// Jitter (a number in [0, 1)) is the randomness of the backoff; tests
+	// inject it.
 	Jitter func() float64
 	// Client builds an endpoint's HTTP client (default ehr.NewClient).
 	Client func(ehr.Endpoint) (*http.Client, error)
@@ -81,11 +76,7 @@ type Engine struct {
 	system  string // our identifier system
 	policy  *disclosure.Policy
 
-	reloading sync.Mutex // serialises Reload
-	mu        sync.Mutex // guards the fields below and the workers' start and stop
-	workers   []*worker  // the file's in its order, then the API's by name
-	run       context.Context
-	running   sync.WaitGroup // the worker goroutines started in Run
+	workers *ehr.Workers[*worker]
 }
 
 // New returns the engine of cfg's endpoints over st. reg is used to find a
@@ -94,13 +85,9 @@ func New(st *store.Store, reg *fhir.Registry, mapper *mappings.Mapper, cfg ehr.C
 	if o.Install == "" {
 		o.Install = "kapfhir"
 	}
-	if o.Owner == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		o.Owner = hex.EncodeToString(b[:])
-	}
-	if o.Lease == 0 {
-		o.Lease = 90 * time.Second
+	var err error
+	if o.Holder, err = o.Holder.WithDefaults(); err != nil {
+		return nil, err
 	}
 	if o.Poll == 0 {
 		o.Poll = 2 * time.Second
@@ -117,12 +104,6 @@ func New(st *store.Store, reg *fhir.Registry, mapper *mappings.Mapper, cfg ehr.C
 	if o.GiveUp == 0 {
 		o.GiveUp = 24 * time.Hour
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Sleep == nil {
-		o.Sleep = ehr.Sleep
-	}
 	if o.Jitter == nil {
 		o.Jitter = mathrand.Float64
 	}
@@ -137,14 +118,18 @@ func New(st *store.Store, reg *fhir.Registry, mapper *mappings.Mapper, cfg ehr.C
 	}
 	e := &Engine{st: st, mapper: mapper, metrics: m, log: log, o: o, system: "urn:kapfhir:" + o.Install,
 		policy: disclosure.New(st, reg, o.Now)}
+	var names []string
+	var file []*worker
 	for _, ep := range cfg.Endpoints {
 		ep.Source = ehr.SourceFile // whatever cfg says: these are fixed
 		c, err := o.Client(ep)
 		if err != nil {
 			return nil, err
 		}
-		e.workers = append(e.workers, &worker{e: e, ep: ep, client: c})
+		names = append(names, ep.Name)
+		file = append(file, &worker{e: e, ep: ep, client: c})
 	}
+	e.workers = ehr.NewWorkers(st, log, "EHR sync", names, file, e.newWorker)
 	return e, nil
 }
 
@@ -155,26 +140,7 @@ func (e *Engine) System() string { return e.system }
 // endpoints defined through the admin API every Reload, then gives up the
 // leases it holds so another instance takes over at once.
 func (e *Engine) Run(ctx context.Context) {
-	e.mu.Lock()
-	e.run = ctx
-	for _, w := range e.workers {
-		e.start(w)
-	}
-	e.mu.Unlock()
-	for {
-		if err := e.Reload(ctx); err != nil && ctx.Err() == nil {
-			e.log.Error("EHR sync: read the endpoint definitions", "error", err.Error())
-		}
-		// A real wait, not Options.Sleep: a test's clock or recorded
-		// waits are the workers'.
-		if ehr.Sleep(ctx, e.o.Reload) != nil {
-			break
-		}
-	}
-	e.mu.Lock()
-	e.run = nil // no more starts: the workers end with ctx
-	e.mu.Unlock()
-	e.running.Wait()
+	e.workers.Run(ctx, e.o.Reload)
 }
 
 // Step runs one round of every worker: take or renew the lease, read a
@@ -192,19 +158,12 @@ func (e *Engine) Step(ctx context.Context) (more bool, err error) {
 }
 
 // current is a snapshot of the workers.
-func (e *Engine) current() []*worker {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.workers
-}
+func (e *Engine) current() []*worker { return e.workers.Current() }
 
+// worker is the worker of the endpoint name; nil when there is none.
 func (e *Engine) worker(name string) *worker {
-	for _, w := range e.current() {
-		if w.ep.Name == name {
-			return w
-		}
-	}
-	return nil
+	w, _ := e.workers.Named(name)
+	return w
 }
 
 // errLostLease stops a worker whose lease another instance took over.
@@ -215,9 +174,7 @@ type worker struct {
 	e      *Engine
 	ep     ehr.Endpoint
 	client *http.Client
-	// def is the stored definition of an API endpoint (JSON), to tell a
-	// changed one; routine is its goroutine in Run (both guarded by
-	// Engine.mu).
+	// def and routine: see ehr.Worker.
 	def     string
 	routine ehr.Routine
 
@@ -230,8 +187,12 @@ type worker struct {
 	scope    *disclosure.Scope   // a batch's disclosure context (Consents read once per patient)
 }
 
-// run steps until ctx ends, without waiting while there is more to read.
-func (w *worker) run(ctx context.Context) {
+func (w *worker) Endpoint() *ehr.Endpoint { return &w.ep }
+func (w *worker) Def() string             { return w.def }
+func (w *worker) Routine() *ehr.Routine   { return &w.routine }
+
+// Run steps until ctx ends, without waiting while there is more to read.
+func (w *worker) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		more, err := w.step(ctx)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errLostLease) {

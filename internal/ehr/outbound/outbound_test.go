@@ -19,6 +19,7 @@ import (
 
 	"github.com/kapfhir/kapfhir/fhir"
 	"github.com/kapfhir/kapfhir/internal/ehr"
+	"github.com/kapfhir/kapfhir/internal/lease"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/store"
@@ -110,7 +111,7 @@ func newHarness(t *testing.T, caps map[string][]string, send ehr.SendPolicy) *ha
 // engine is one service instance over the harness's store.
 func (h *harness) engine(owner string, tweak ...func(*Options)) *Engine {
 	h.t.Helper()
-	o := Options{Install: "test-clinic", Owner: owner, Now: h.clock.Now, Sleep: h.clock.Sleep, Jitter: func() float64 { return 0.5 }, Batch: 50}
+	o := Options{Install: "test-clinic", Holder: lease.Holder{Owner: owner, Now: h.clock.Now, Sleep: h.clock.Sleep}, Jitter: func() float64 { return 0.5 }, Batch: 50}
 	for _, f := range tweak {
 		f(&o)
 	}
