@@ -79,11 +79,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	// The clinic's rules are checked before anything starts.
-	rules, err := kap.LoadRules(cfg.KAPRules)
-	if err != nil {
-		return nil, err
-	}
-	mapper, err := kap.NewMapper(rules)
+	rules, mapper, err := clinicRules(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +117,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*App, error) {
 	}
 	a.store = st
 	// Every write keeps the KAP clients' indexes (docs/architecture.md).
-	svc := resource.New(st, reg, time.Now).WithKeeper(kap.NewIndexKeeper(mapper))
+	svc := resources(st, reg, mapper)
 	if cfg.Audit == "on" {
 		a.audit = audit.New(svc, o.Registry, audit.Options{Queue: cfg.AuditQueue, Observer: cfg.SyncInstall, Logger: o.Logger})
 	}
@@ -427,4 +423,21 @@ func Version() string {
 		return bi.Main.Version
 	}
 	return "devel"
+}
+
+// clinicRules reads the clinic's rules (KAPFHIR_KAP_RULES) and the mapper
+// they configure.
+func clinicRules(cfg config.Config) (kap.Rules, *mappings.Mapper, error) {
+	rules, err := kap.LoadRules(cfg.KAPRules)
+	if err != nil {
+		return kap.Rules{}, nil, err
+	}
+	mapper, err := kap.NewMapper(rules)
+	return rules, mapper, err
+}
+
+// resources is the FHIR write path over st: every write, whatever its
+// door (API, import, seed), keeps the KAP client indexes.
+func resources(st *store.Store, reg *fhir.Registry, mapper *mappings.Mapper) *resource.Service {
+	return resource.New(st, reg, time.Now).WithKeeper(kap.NewIndexKeeper(mapper))
 }

@@ -1,17 +1,16 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/kapfhir/kapfhir/internal/auth/authtest"
 	"github.com/kapfhir/kapfhir/internal/config"
+	"github.com/kapfhir/kapfhir/internal/syncbuf"
 )
 
 // serve runs a until the test ends.
@@ -26,24 +25,6 @@ func serve(t *testing.T, a *App) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-}
-
-// syncBuffer is a log destination the server's goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func do(t *testing.T, method, url, token, body string) (int, http.Header) {
@@ -85,7 +66,7 @@ func TestAuthOffRefusedOffLoopback(t *testing.T) {
 // On loopback without issuers it starts, warns loudly, and serves without
 // tokens.
 func TestAuthOffOnLoopbackWarns(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	o := testOptions()
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	a, err := Start(context.Background(), testConfig(t, map[string]string{}), o)

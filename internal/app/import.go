@@ -12,7 +12,6 @@ import (
 	"github.com/kapfhir/kapfhir/internal/bulkimport"
 	"github.com/kapfhir/kapfhir/internal/config"
 	"github.com/kapfhir/kapfhir/internal/embedded"
-	"github.com/kapfhir/kapfhir/internal/kap"
 	"github.com/kapfhir/kapfhir/internal/metrics"
 	"github.com/kapfhir/kapfhir/internal/reindex"
 	"github.com/kapfhir/kapfhir/internal/resource"
@@ -28,11 +27,7 @@ func Import(ctx context.Context, cfg config.Config, dir string, out io.Writer, o
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	rules, err := kap.LoadRules(cfg.KAPRules)
-	if err != nil {
-		return nil, err
-	}
-	mapper, err := kap.NewMapper(rules)
+	_, mapper, err := clinicRules(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +37,7 @@ func Import(ctx context.Context, cfg config.Config, dir string, out io.Writer, o
 	}
 	defer closeStore()
 	// Imported records of KAP clients join their indexes.
-	svc := resource.New(st, reg, time.Now).WithKeeper(kap.NewIndexKeeper(mapper))
+	svc := resources(st, reg, mapper)
 	im := bulkimport.New(svc, reg, bulkimport.Options{MaxLineBytes: int(cfg.MaxBodyBytes)})
 	start := time.Now()
 	rep, err := im.Run(ctx, sources)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/kapfhir/kapfhir/internal/config"
 	"github.com/kapfhir/kapfhir/internal/kap"
-	"github.com/kapfhir/kapfhir/internal/resource"
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/seed"
 )
@@ -28,11 +27,7 @@ type SeedOptions struct {
 // writes counts (never names) to out: what it wrote in clinic terms, and
 // the FHIR resources the store holds by type.
 func Seed(ctx context.Context, cfg config.Config, so SeedOptions, out io.Writer, o Options) error {
-	rules, err := kap.LoadRules(cfg.KAPRules)
-	if err != nil {
-		return err
-	}
-	mapper, err := kap.NewMapper(rules)
+	rules, mapper, err := clinicRules(cfg)
 	if err != nil {
 		return err
 	}
@@ -47,7 +42,7 @@ func Seed(ctx context.Context, cfg config.Config, so SeedOptions, out io.Writer,
 	defer closeStore()
 	now := time.Now()
 	svc := kap.NewService(kap.Deps{
-		Resources: resource.New(st, reg, time.Now).WithKeeper(kap.NewIndexKeeper(mapper)), Registry: reg, Mapper: mapper, Rules: rules,
+		Resources: resources(st, reg, mapper), Registry: reg, Mapper: mapper, Rules: rules,
 		Overrides: kap.NewOverrideCounter(prometheus.NewRegistry()), Now: time.Now, Cursors: search.NewCursors(cfg.CursorSecret),
 	})
 	clinic := seed.Plan(seed.Options{Clients: so.Clients, Seed: so.Seed, Now: now, Rules: rules})

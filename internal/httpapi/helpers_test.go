@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +31,7 @@ import (
 	"github.com/kapfhir/kapfhir/internal/search"
 	"github.com/kapfhir/kapfhir/internal/store"
 	"github.com/kapfhir/kapfhir/internal/storetest"
+	"github.com/kapfhir/kapfhir/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
@@ -44,7 +44,7 @@ type env struct {
 	db       string
 	reg      *prometheus.Registry
 	commands *metrics.CommandCounter
-	logs     *syncBuffer
+	logs     *syncbuf.Buffer
 	jobs     *reindex.Jobs
 	exports  *bulkexport.Runner    // not running: tests step it
 	kap      *kap.Service          // the first instance's
@@ -54,23 +54,6 @@ type env struct {
 	authn   auth.Authenticator
 	auditOn bool
 	audit   *audit.Sink
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newEnv(t *testing.T) *env {
@@ -109,7 +92,7 @@ func newEnvWatching(t *testing.T, tweak func(*httpapi.Config), started func(*eve
 func start(e *env, started func(*event.CommandStartedEvent)) *env {
 	t := e.t
 	t.Helper()
-	e.reg, e.commands, e.logs = prometheus.NewRegistry(), &metrics.CommandCounter{}, &syncBuffer{}
+	e.reg, e.commands, e.logs = prometheus.NewRegistry(), &metrics.CommandCounter{}, &syncbuf.Buffer{}
 	m := metrics.New(e.reg)
 	mon := e.commands.Monitor()
 	if count := mon.Started; started != nil {

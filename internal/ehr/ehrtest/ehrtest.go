@@ -7,7 +7,6 @@ package ehrtest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,10 +18,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kapfhir/kapfhir/internal/syncbuf"
 )
 
 // BasePath is where the stand-in serves FHIR: its base URL is the origin
@@ -47,7 +47,7 @@ type Options struct {
 // StandIn is a running stand-in EHR.
 type StandIn struct {
 	origin string
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 }
 
 // Dir is the stand-in's directory (server.mjs and its package.json); `npm
@@ -100,7 +100,7 @@ func Start(t testing.TB, opts Options) *StandIn {
 	cmd.Dir = dir
 	// Its own process group, so the cleanup kills whatever it started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s := &StandIn{stderr: &syncBuffer{}}
+	s := &StandIn{stderr: &syncbuf.Buffer{}}
 	cmd.Stderr = s.stderr
 	// The server exits when stdin closes: if this test process dies
 	// without cleaning up, the stand-in does not outlive it.
@@ -196,29 +196,4 @@ func (s *StandIn) All(ctx context.Context) (map[string][]json.RawMessage, error)
 		return nil, fmt.Errorf("ehrtest: GET /_all: %w", err)
 	}
 	return all, nil
-}
-
-// syncBuffer collects the child's stderr, written by exec's copying
-// goroutine and read by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
