@@ -14,6 +14,7 @@ package disclosure
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -245,6 +246,89 @@ func (f filtered) Search(ctx context.Context, q *store.Query) ([]*store.Record, 
 	}
 	recs, _, err = f.s.Filter(ctx, recs)
 	return recs, more, err
+}
+
+// Counter counts what a query matches (store.Store and resource.Service
+// are ones).
+type Counter interface {
+	Searcher
+	Count(ctx context.Context, q *store.Query) (int64, error)
+}
+
+// countPage is how many labelled matches Count reads at a time.
+const countPage = 500
+
+// Count is how many resources q matches that the scope may disclose, so
+// that a total (_total=accurate, _summary=count) does not reveal withheld
+// ones. The store counts the matches without a sensitivity code; those
+// with one are read and judged, a page at a time. Judging here does not
+// add to Withheld: nothing is left out of what the request returns.
+func (s *Scope) Count(ctx context.Context, st Counter, q *store.Query) (int64, error) {
+	if s == nil || s.to.Unrestricted {
+		return st.Count(ctx, q)
+	}
+	plain, labelled, err := s.split(q)
+	if err != nil {
+		return 0, err
+	}
+	n, err := st.Count(ctx, plain)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		recs, more, err := st.Search(ctx, labelled)
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range recs {
+			ok, err := s.Allows(ctx, r.Type, r.ID, r.Raw)
+			if err != nil {
+				return 0, err
+			}
+			if ok {
+				n++
+			}
+		}
+		if !more || len(recs) == 0 {
+			return n, nil
+		}
+		labelled.After = recs[len(recs)-1].Keys
+	}
+}
+
+// split divides the matches of q into those without a sensitivity code
+// in meta.security and those with one (any system: the policy judges the
+// latter by label and system, so together they are every match).
+func (s *Scope) split(q *store.Query) (plain, labelled *store.Query, err error) {
+	// _security is a parameter of every type, alike on each: any type
+	// parses it.
+	typ := q.Type
+	if typ == "" {
+		typ = "Patient"
+	}
+	cond := func(name string, values ...string) ([]store.Cond, error) {
+		r, err := search.Parse(s.p.reg, typ, url.Values{name: values}, false)
+		if err != nil {
+			return nil, fault.Wrap(err, "splitting a count by sensitivity")
+		}
+		return r.Conds, nil
+	}
+	pc, err := cond("_security:not", sensitive...)
+	if err != nil {
+		return nil, nil, err
+	}
+	lc, err := cond("_security", strings.Join(sensitive, ","))
+	if err != nil {
+		return nil, nil, err
+	}
+	p, l := *q, *q
+	p.And = append(slices.Clip(q.And), pc...)
+	l.And = append(slices.Clip(q.And), lc...)
+	l.Limit, l.After = countPage, nil
+	if len(l.Sort) == 0 {
+		l.Sort = []store.Sort{{Field: "rid"}, {Field: "type"}}
+	}
+	return &p, &l, nil
 }
 
 // Withheld is how many resources the scope has refused so far.

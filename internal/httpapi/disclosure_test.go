@@ -234,6 +234,33 @@ func TestDisclosureSearch(t *testing.T) {
 	}
 }
 
+// TestDisclosureTotal: a total counts only what the token may see, so
+// that a count does not reveal withheld Part 2 data.
+func TestDisclosureTotal(t *testing.T) {
+	e := sensitiveEnv(t)
+	for _, tc := range []struct {
+		name, token, query string
+		want               string
+	}{
+		{"consented", "doc", "Observation?subject=Patient/pA&_total=accurate", "2"},
+		{"no consent", "doc", "Observation?subject=Patient/pB&_total=accurate", "1"},
+		{"no purpose", "doc-none", "Observation?_summary=count", "5"},
+		{"several patients", "doc", "Observation?_summary=count", "6"},
+		{"break the glass", "emergency", "Observation?_summary=count", "10"},
+		{"labelled types across a system search", "doc", "?_type=Observation,Condition&_summary=count", "7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.as(tc.token, "GET", "/fhir/"+tc.query, "")
+			if r.status != http.StatusOK {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+			if got := fmt.Sprint(r.json(t)["total"]); got != tc.want {
+				t.Errorf("total %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestDisclosureHistory(t *testing.T) {
 	e := sensitiveEnv(t)
 	// A second version of sB; its history has two withheld versions.

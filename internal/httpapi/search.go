@@ -132,7 +132,7 @@ func (a *api) searchset(c *gin.Context, params url.Values, req *search.Request, 
 	issues := append(append(req.Ignored, withheld...), a.reindexWarnings(req)...)
 	total := int64(-1)
 	if req.Total == "accurate" {
-		if total, err = a.Resources.Count(c.Request.Context(), q); err != nil {
+		if total, err = disclosure.FromContext(ctx).Count(ctx, a.Resources, q); err != nil {
 			return err
 		}
 	}
