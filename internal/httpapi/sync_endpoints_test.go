@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,26 +139,7 @@ func TestSyncEndpointsAPI(t *testing.T) {
 
 	call := func(method, path, body string, wantStatus int) map[string]any {
 		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != wantStatus {
-			t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, wantStatus)
-		}
-		if strings.Contains(string(b), "s3cret") {
-			t.Errorf("%s %s shows a secret: %s", method, path, b)
-		}
-		var out map[string]any
-		if len(b) > 0 {
-			if err := json.Unmarshal(b, &out); err != nil {
-				t.Fatalf("%s %s: %v", method, path, err)
-			}
-		}
-		return out
+		return adminCall(t, srv.URL, method, path, body, wantStatus)
 	}
 	write := func(id string) {
 		t.Helper()

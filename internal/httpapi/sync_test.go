@@ -63,22 +63,9 @@ func TestSyncAdmin(t *testing.T) {
 
 	call := func(method, path string, wantStatus int) map[string]any {
 		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != wantStatus {
-			t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, wantStatus)
-		}
-		if strings.Contains(string(b), "s3cret") {
-			t.Errorf("%s %s shows the secret", method, path)
-		}
-		var out map[string]any
-		if err := json.Unmarshal(b, &out); err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
+		out := adminCall(t, srv.URL, method, path, "", wantStatus)
+		if out == nil {
+			t.Fatalf("%s %s: no JSON body", method, path)
 		}
 		return out
 	}
@@ -126,4 +113,31 @@ func TestSyncAdmin(t *testing.T) {
 			t.Errorf("%s %s: %v, want an OperationOutcome", c.method, c.path, out)
 		}
 	}
+}
+
+// adminCall sends a request to the admin API at base, checks its status
+// and that no secret shows in the answer, and returns the JSON body (nil
+// when there is none).
+func adminCall(t *testing.T, base, method, path, body string, wantStatus int) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != wantStatus {
+		t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, wantStatus)
+	}
+	if strings.Contains(string(b), "s3cret") {
+		t.Errorf("%s %s shows a secret: %s", method, path, b)
+	}
+	var out map[string]any
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+	return out
 }
